@@ -11,6 +11,7 @@ each set up with :func:`configure` (XSPEC's settings are per process).
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
@@ -68,7 +69,8 @@ class _Library:
 
     def __init__(self):
         try:
-            import xspectrampoline
+            with _quiet_stdout():  # FNINIT announces the default tables
+                import xspectrampoline
         except Exception as exc:  # the wheel raises its own NoLibXSPEC
             raise XspecLibraryError(
                 "could not load XSPEC's model library through xspectrampoline "
@@ -150,7 +152,31 @@ def model_dat_path() -> Path:
     )
 
 
+@contextlib.contextmanager
+def _quiet_stdout():
+    """Silence C-level stdout: the library prints banners on first use."""
+    sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+    except OSError:  # no usable fd 1 (embedded interpreters): nothing to silence
+        yield
+        return
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.close(devnull)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def _apply(lib: _Library, settings: XspecSettings) -> None:
+    with _quiet_stdout():
+        _apply_loud(lib, settings)
+
+
+def _apply_loud(lib: _Library, settings: XspecSettings) -> None:
     ierr = ctypes.c_int(0)
     lib.functions.FPSOLR(settings.abund.encode(), ctypes.byref(ierr))
     if ierr.value != 0:
@@ -199,7 +225,9 @@ def call_model(symbol: str, energy_edges: np.ndarray, params: np.ndarray,
         Photons cm^-2 s^-1 per bin for additive models (norm 1), or the
         dimensionless factor for multiplicative ones.
     """
-    fn = library().symbol(symbol)
+    lib = library()
+    first = symbol not in lib._symbols
+    fn = lib.symbol(symbol)
     # The C wrapper trusts its caller: pass contiguous float64 only.
     e = np.ascontiguousarray(energy_edges, dtype=np.float64)
     p = np.ascontiguousarray(params, dtype=np.float64)
@@ -207,8 +235,13 @@ def call_model(symbol: str, energy_edges: np.ndarray, params: np.ndarray,
     flux = np.zeros(n)
     err = np.zeros(n)
     dptr = ctypes.POINTER(ctypes.c_double)
-    fn(e.ctypes.data_as(dptr), n, p.ctypes.data_as(dptr), spectrum,
-       flux.ctypes.data_as(dptr), err.ctypes.data_as(dptr), init.encode("ascii"))
+    args = (e.ctypes.data_as(dptr), n, p.ctypes.data_as(dptr), spectrum,
+            flux.ctypes.data_as(dptr), err.ctypes.data_as(dptr), init.encode("ascii"))
+    if first:  # first calls print banners (tbabs's reference text)
+        with _quiet_stdout():
+            fn(*args)
+    else:
+        fn(*args)
     return flux
 
 

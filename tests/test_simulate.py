@@ -1,0 +1,136 @@
+"""fakeit: Poisson moments, background semantics, seeds, process pools, XSPEC settings."""
+import concurrent.futures as cf
+
+import numpy as np
+import pytest
+
+from xspec_sbi import stats, xslibrary
+from xspec_sbi.objective import PoissonStatistic
+from xspec_sbi.reference import builtin_nicer_response, reference_spectrum
+from xspec_sbi.simulate import JointSimulator, Simulator, make_pool, simulate
+from xspec_sbi.spectrum import Spectrum, load_spectrum
+from xspec_sbi.xsmodels import Model
+
+THETA = np.array([[0.2, 1.7, 1.0], [0.3, 2.2, 0.2]])
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return reference_spectrum(2000, response=builtin_nicer_response())
+
+
+@pytest.fixture(scope="module")
+def simulator(reference):
+    return Simulator.from_spectrum(reference, Model("tbabs*powerlaw"))
+
+
+def test_reference_exposure_gives_the_requested_counts(reference, simulator):
+    assert simulator.expected([[0.2, 1.7, 1.0]]).sum() == pytest.approx(2000, rel=1e-9)
+    assert 180 <= reference.n_bins <= 210    # ~200 bins of 5 channels over 0.3-10 keV
+
+
+def test_fakeit_moments(simulator):
+    n = 4000
+    theta = np.repeat(THETA[:1], n, axis=0)
+    x = simulate(simulator, theta, seed=11)
+    mu = simulator.expected(THETA[:1])[0]
+    # mean: within 5 standard errors in every bin; variance equals the mean (Poisson)
+    assert np.all(np.abs(x.mean(0) - mu) <= 5 * np.sqrt(mu / n) + 1e-12)
+    big = mu > 20
+    ratio = x.var(0, ddof=1)[big] / mu[big]
+    assert abs(ratio.mean() - 1) < 0.02
+    assert np.all(x == np.round(x)) and x.min() >= 0
+
+
+def test_same_seed_same_spectra_any_executor(simulator):
+    rng = np.random.default_rng(4)
+    theta = np.column_stack([rng.uniform(0.1, 0.3, 700), rng.uniform(0.5, 2.5, 700),
+                             10 ** rng.uniform(-1, 1, 700)])
+    serial = simulate(simulator, theta, seed=123, chunk_size=128)
+    assert np.array_equal(serial, simulate(simulator, theta, seed=123, chunk_size=128))
+    assert not np.array_equal(serial, simulate(simulator, theta, seed=124, chunk_size=128))
+    with make_pool(simulator, workers=2) as pool:
+        pooled = simulate(simulator, theta, seed=123, executor=pool, chunk_size=128)
+    assert np.array_equal(serial, pooled)
+    with cf.ProcessPoolExecutor(max_workers=1) as plain:   # simulator shipped with each chunk
+        shipped = simulate(simulator, theta[:300], seed=123, executor=plain, chunk_size=128)
+    assert np.array_equal(serial[:300], shipped)
+
+
+def test_threads_are_refused(simulator):
+    with cf.ThreadPoolExecutor(2) as ex, pytest.raises(ValueError, match="thread"):
+        simulate(simulator, THETA, seed=1, executor=ex)
+
+
+def test_abundances_reach_worker_processes(reference):
+    model = Model("tbabs*powerlaw")
+    before = xslibrary.current_settings()
+    try:
+        sims = {}
+        for table in ("angr", "wilm"):
+            xslibrary.configure(xslibrary.XspecSettings(table, "vern"))
+            sims[table] = Simulator.from_spectrum(reference, model)
+        xslibrary.configure(before)
+        theta = np.repeat([[3.0, 1.7, 1.0]], 64, axis=0)   # strong absorption shows the tables
+        means = {}
+        for table, sim in sims.items():
+            assert sim.settings.abund == table
+            with make_pool(sim, workers=2) as pool:
+                means[table] = simulate(sim, theta, seed=5, executor=pool).mean(0)
+            # a pooled run follows the simulator's own table, not the parent's
+            xslibrary.configure(xslibrary.XspecSettings(table, "vern"))
+            expected = sim.expected(theta[:1])[0]
+            xslibrary.configure(before)
+            assert np.all(np.abs(means[table] - expected) <= 6 * np.sqrt(expected / 64) + 1e-9)
+        assert means["wilm"].sum() > 1.05 * means["angr"].sum()   # wilm absorbs less
+    finally:
+        xslibrary.configure(before)
+
+
+def test_background_semantics(shared_data):
+    spec = load_spectrum(shared_data / "xmm_pn_ngc7793_ulx4/PN.pha").ignore("**-0.5 8.-**")
+    model = Model("tbabs*powerlaw")
+    sim = Simulator.from_spectrum(spec, model)
+    assert sim.has_background and sim.n_outputs == 2 * spec.n_bins
+    theta = np.repeat([[0.1, 2.0, 1e-4]], 3000, axis=0)
+    x = simulate(sim, theta, seed=2)
+    src, bkg = x[:, :sim.n_bins], x[:, sim.n_bins:]
+    b_obs = spec.binned_background_counts()
+    scale = spec.background_scale()
+    mu_src = sim.expected_source(theta[:1])[0] + scale * b_obs
+    tol = lambda m: 5 * np.sqrt(m / 3000) + 1e-9
+    assert np.all(np.abs(src.mean(0) - mu_src) <= tol(mu_src))
+    assert np.all(np.abs(bkg.mean(0) - b_obs) <= tol(b_obs))
+    # without the background the source mean is the folded model alone
+    bare = Simulator.from_spectrum(spec, model, use_background=False)
+    assert bare.n_outputs == spec.n_bins
+    np.testing.assert_allclose(bare.expected(theta[:1]), sim.expected_source(theta[:1]))
+
+
+def test_joint_simulator_and_statistic(shared_data, reference):
+    model = Model("tbabs*powerlaw")
+    a = Simulator.from_spectrum(reference, model)
+    b = Simulator.from_spectrum(reference_spectrum(20000, response=builtin_nicer_response()), model)
+    joint = JointSimulator((a, b))
+    x = joint(THETA, np.random.default_rng(0))
+    assert x.shape == (2, a.n_outputs + b.n_outputs)
+    obs = x[0]
+    stat = PoissonStatistic(joint, obs)
+    xa, xb = joint.split(obs)
+    want = (stats.cstat(xa, a.expected(THETA)) + stats.cstat(xb, b.expected(THETA)))
+    np.testing.assert_allclose(stat(THETA), want, rtol=1e-12)
+    assert stat(THETA)[0] < stat(THETA)[1]     # data drawn at the first parameters fit them better
+    with pytest.raises(ValueError, match="shape"):
+        PoissonStatistic(joint, obs[:-1])
+
+
+def test_wstat_objective_with_background(shared_data):
+    spec = load_spectrum(shared_data / "swift_xrt_grb110731a/grb110731a_src.pha").ignore("bad")
+    sim = Simulator.from_spectrum(spec, Model("tbabs*powerlaw"))
+    obs = np.concatenate([spec.binned_counts(), spec.binned_background_counts()])
+    stat = PoissonStatistic(sim, obs)
+    assert stat.name == "wstat"
+    theta = [[0.3, 1.8, 1.0]]
+    want = stats.wstat(spec.binned_counts(), spec.binned_background_counts(),
+                       sim.expected_source(theta), 1.0, 1.0 / spec.background_scale())
+    np.testing.assert_allclose(stat(theta), want)

@@ -1,0 +1,243 @@
+"""fakeit: Poisson spectra from a model, batched over processes.
+
+XSPEC's ``fakeit`` draws the source spectrum as Poisson counts of the folded
+model; when the spectrum has a background, the fake source spectrum also
+contains Poisson counts of the background scaled to the source region
+(BACKSCAL, EXPOSURE, AREASCAL), and a fake background spectrum is drawn from
+the observed one. :class:`Simulator` does exactly that for a batch of
+parameter vectors and is a pure function of ``(theta, rng)``.
+
+Reproducibility: a run is cut into chunks of fixed size, chunk ``i`` draws
+from ``SeedSequence(seed).spawn(n_chunks)[i]``, so the same seed gives the
+same spectra whatever executor or number of workers runs the chunks.
+"""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import xslibrary
+from .folding import Transfer, build_transfer
+
+__all__ = ["Simulator", "JointSimulator", "SimulatorPool", "simulate", "make_pool"]
+
+
+@dataclass(frozen=True)
+class Simulator:
+    """fakeit for one spectrum set-up: ``(theta, rng) -> counts``.
+
+    Parameters
+    ----------
+    model : Model
+    transfer : Transfer
+    settings : XspecSettings
+        Abundance and cross-section tables; applied in every process that runs it.
+    background_counts : ndarray (n_bins,) or None
+        Observed background counts on the source's noticed binning.
+    background_scale : ndarray (n_bins,) or None
+        Factor taking background counts to the source region,
+        ``(t_s * BACKSCAL_s * AREASCAL_s) / (t_b * BACKSCAL_b * AREASCAL_b)``.
+    """
+
+    model: object
+    transfer: Transfer
+    settings: xslibrary.XspecSettings
+    background_counts: np.ndarray | None = None
+    background_scale: np.ndarray | None = None
+
+    @classmethod
+    def from_spectrum(cls, spectrum, model, settings=None, use_background: bool = True,
+                      trim: bool = True) -> "Simulator":
+        """Build from a :class:`~xspec_sbi.spectrum.Spectrum` (with response) and a model."""
+        bkg = scale = None
+        if use_background and spectrum.background is not None:
+            bkg = np.asarray(spectrum.binned_background_counts(), dtype=np.float64)
+            scale = np.broadcast_to(np.asarray(spectrum.background_scale(), dtype=np.float64),
+                                    bkg.shape).copy()
+        return cls(model=model, transfer=build_transfer(spectrum, trim=trim),
+                   settings=settings or xslibrary.current_settings(),
+                   background_counts=bkg, background_scale=scale)
+
+    @property
+    def n_bins(self) -> int:
+        return self.transfer.n_bins
+
+    @property
+    def has_background(self) -> bool:
+        return self.background_counts is not None
+
+    @property
+    def n_outputs(self) -> int:
+        """Length of one simulated data vector: source bins, then background bins if any."""
+        return self.n_bins * (2 if self.has_background else 1)
+
+    def expected_source(self, theta) -> np.ndarray:
+        """Folded model counts (n_batch, n_bins), without background."""
+        xslibrary.configure(self.settings)
+        flux = self.model.evaluate(self.transfer.energy_edges, theta)
+        return self.transfer.fold(flux)
+
+    def expected(self, theta) -> np.ndarray:
+        """Mean of the fake source spectrum (n_batch, n_bins): model plus scaled background."""
+        mu = self.expected_source(theta)
+        if self.has_background:
+            mu = mu + self.background_scale * self.background_counts
+        return mu
+
+    def __call__(self, theta, rng: np.random.Generator) -> np.ndarray:
+        """Fake spectra, shape (n_batch, n_outputs), counts.
+
+        Source counts first; with a background, the fake background counts follow.
+        """
+        mu = self.expected(theta)
+        if not np.all(np.isfinite(mu)) or np.any(mu < 0):
+            bad = np.flatnonzero(~np.all(np.isfinite(mu) & (mu >= 0), axis=1))[0]
+            raise ValueError(f"model {self.model.expression} gives invalid expected counts "
+                             f"for parameters {np.atleast_2d(theta)[bad].tolist()}")
+        src = rng.poisson(mu).astype(np.float64)
+        if not self.has_background:
+            return src
+        bkg = rng.poisson(np.broadcast_to(self.background_counts, mu.shape)).astype(np.float64)
+        return np.concatenate([src, bkg], axis=1)
+
+
+@dataclass(frozen=True)
+class JointSimulator:
+    """Several spectra fitted together (XSPEC's joint fit): one theta, outputs side by side.
+
+    Parameters
+    ----------
+    parts : tuple of Simulator
+        One per spectrum, sharing the free parameters (same model and settings).
+    """
+
+    parts: tuple
+
+    def __post_init__(self):
+        if not self.parts:
+            raise ValueError("JointSimulator needs at least one spectrum")
+        if len({p.settings for p in self.parts}) != 1:
+            raise ValueError("all spectra of a joint simulation must share XSPEC settings")
+
+    @property
+    def settings(self):
+        return self.parts[0].settings
+
+    @property
+    def model(self):
+        return self.parts[0].model
+
+    @property
+    def n_outputs(self) -> int:
+        return sum(p.n_outputs for p in self.parts)
+
+    def split(self, x: np.ndarray) -> list[np.ndarray]:
+        """Cut data vectors (..., n_outputs) into one block per spectrum."""
+        edges = np.cumsum([0] + [p.n_outputs for p in self.parts])
+        return [x[..., a:b] for a, b in zip(edges[:-1], edges[1:])]
+
+    def __call__(self, theta, rng: np.random.Generator) -> np.ndarray:
+        return np.concatenate([p(theta, rng) for p in self.parts], axis=1)
+
+
+# --- running many -------------------------------------------------------------
+
+_installed: Simulator | None = None
+
+
+def _install(simulator: Simulator) -> None:
+    """Pool initializer: one simulator per worker, XSPEC set up alike."""
+    global _installed
+    try:  # one BLAS thread per worker: the processes are the parallelism
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(1)
+    except ImportError:
+        pass
+    xslibrary.configure(simulator.settings)
+    _installed = simulator
+
+
+def _run_chunk(simulator, theta, seed_seq):
+    sim = simulator if simulator is not None else _installed
+    if sim is None:
+        raise RuntimeError("worker has no simulator installed")
+    return sim(theta, np.random.default_rng(seed_seq))
+
+
+class SimulatorPool(cf.ProcessPoolExecutor):
+    """A process pool whose workers each hold one simulator, set up alike.
+
+    Workers are spawned, not forked: the parent may hold torch's and BLAS's
+    threads and the XSPEC library's state, none of which survive a fork safely.
+    """
+
+    def __init__(self, simulator: Simulator, workers: int | None = None):
+        self.simulator = simulator
+        super().__init__(max_workers=workers or os.cpu_count() or 1,
+                         mp_context=multiprocessing.get_context("spawn"),
+                         initializer=_install, initargs=(simulator,))
+
+
+def make_pool(simulator: Simulator, workers: int | None = None) -> SimulatorPool:
+    """A :class:`SimulatorPool` for ``simulator`` with ``workers`` processes (default: all cores)."""
+    return SimulatorPool(simulator, workers)
+
+
+def simulate(simulator: Simulator, theta, seed, executor: cf.Executor | None = None,
+             chunk_size: int = 256, progress: bool = False, desc: str = "simulating"):
+    """Fake spectra for many parameter vectors, optionally in parallel.
+
+    Parameters
+    ----------
+    simulator : Simulator
+    theta : array_like (n, n_free)
+    seed : int or numpy.random.SeedSequence
+    executor : concurrent.futures.Executor, optional
+        None runs in this process. A pool from :func:`make_pool` already holds
+        the simulator; any other executor (threads excepted: XSPEC is not
+        thread-safe) gets it with each chunk.
+    chunk_size : int
+        Spectra per task; fixed so results do not depend on the executor.
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    ndarray (n, simulator.n_outputs), counts
+    """
+    theta = np.atleast_2d(np.asarray(theta, dtype=np.float64))
+    if isinstance(executor, cf.ThreadPoolExecutor):
+        raise ValueError("executor: XSPEC's model library is not thread-safe; "
+                         "use a process pool (make_pool) or a Dask client")
+    ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
+    starts = range(0, theta.shape[0], chunk_size)
+    seeds = ss.spawn(len(starts))
+    out = np.empty((theta.shape[0], simulator.n_outputs))
+    bar = _bar(theta.shape[0], progress, desc)
+    try:
+        if executor is None:
+            for s, sq in zip(starts, seeds):
+                out[s:s + chunk_size] = simulator(theta[s:s + chunk_size], np.random.default_rng(sq))
+                bar.update(min(chunk_size, theta.shape[0] - s))
+            return out
+        installed = isinstance(executor, SimulatorPool) and executor.simulator is simulator
+        payload = None if installed else simulator
+        futures = {executor.submit(_run_chunk, payload, theta[s:s + chunk_size], sq): s
+                   for s, sq in zip(starts, seeds)}
+        for fut in cf.as_completed(futures):
+            s = futures[fut]
+            block = fut.result()
+            out[s:s + block.shape[0]] = block
+            bar.update(block.shape[0])
+        return out
+    finally:
+        bar.close()
+
+
+def _bar(total, enabled, desc):
+    from tqdm.auto import tqdm
+    return tqdm(total=total, disable=not enabled, desc=desc, unit="spec", leave=False)
