@@ -134,3 +134,15 @@ def test_wstat_objective_with_background(shared_data):
     want = stats.wstat(spec.binned_counts(), spec.binned_background_counts(),
                        sim.expected_source(theta), 1.0, 1.0 / spec.background_scale())
     np.testing.assert_allclose(stat(theta), want)
+
+
+def test_fakeit_spectrum_channels_sum_to_the_binned_expectation(reference):
+    model = Model("tbabs*powerlaw")
+    from xspec_sbi.simulate import fakeit_spectrum
+    rng = np.random.default_rng(8)
+    theta = [0.2, 1.7, 1.0]
+    draws = np.array([fakeit_spectrum(reference, model, theta, rng).binned_counts() for _ in range(400)])
+    mu = Simulator.from_spectrum(reference, model).expected([theta])[0]
+    assert np.all(np.abs(draws.mean(0) - mu) <= 5 * np.sqrt(mu / 400) + 1e-9)
+    fake = fakeit_spectrum(reference, model, theta, rng, exposure=2 * reference.exposure)
+    assert fake.exposure == 2 * reference.exposure and fake.path is None
