@@ -1,0 +1,113 @@
+"""The PyXspec adapter against the real PyXspec (``import xspec``).
+
+Skipped, with the reason shown, where PyXspec is not importable. These are
+the only tests that can show compatibility with PyXspec and agreement with
+XSPEC; the double's tests (test_pyxspec_adapter.py) cannot.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from xspec_sbi import pyxspec as px
+from xspec_sbi.chainfile import read_chain_file
+from xspec_sbi.fit import fit
+from xspec_sbi.simulate import Simulator
+
+try:
+    import xspec
+except Exception:  # PyXspec raises more than ImportError without HEASoft set up
+    xspec = None
+
+pytestmark = [pytest.mark.requires_pyxspec,
+              pytest.mark.skipif(xspec is None, reason="PyXspec not importable here")]
+
+
+@pytest.fixture
+def pn_session(shared_data, monkeypatch):
+    """XMM PN with background, 0.3-10 keV, tbabs*powerlaw, cstat (W-stat)."""
+    monkeypatch.chdir(shared_data / "xmm_pn_ngc7793_ulx4")
+    xspec.AllData.clear()
+    xspec.AllModels.clear()
+    xspec.Xset.chatter = 0
+    s = xspec.Spectrum("PN.pha")
+    s.ignore("**-0.3 10.-**")
+    xspec.Fit.statMethod = "cstat"
+    m = xspec.Model("tbabs*powerlaw")
+    m.setPars(0.2, 1.8, 2e-5)
+    yield xspec
+    xspec.AllData.clear()
+    xspec.AllModels.clear()
+
+
+def test_read_session(pn_session):
+    session = px.read_session()
+    (s,) = session.spectra
+    assert s.n_bins == len(xspec.AllData(1).noticed)
+    assert s.background is not None
+    assert session.model.free_names == ("TBabs.nH", "powerlaw.PhoIndex", "powerlaw.norm")
+    assert session.settings.abund == xspec.Xset.abund
+    # Observed counts agree: XSPEC's rates (counts/s per noticed bin) x exposure.
+    np.testing.assert_allclose(np.asarray(xspec.AllData(1).values) * xspec.AllData(1).exposure,
+                               s.binned_counts(), rtol=1e-6)
+
+
+def test_engine_folds_as_xspec(pn_session):
+    session = px.read_session()
+    agreement = px.check_agreement(session, rtol=1e-5)
+    assert agreement.n_bins == (session.spectra[0].n_bins,)
+
+
+def test_statistic_agrees_with_ours(pn_session):
+    session = px.read_session()
+    ours = session.statistic_function()
+    for theta in ([0.2, 1.8, 2e-5], [0.05, 2.4, 1e-5]):
+        assert px.xspec_statistic(theta) == pytest.approx(float(ours(np.array([theta]))[0]),
+                                                          rel=1e-6)
+
+
+def test_session_left_unchanged(pn_session, tmp_path):
+    before = px.snapshot()
+    session = px.read_session()
+    px.check_agreement(session, rtol=1e-5)
+    px.xspec_statistic([0.3, 2.0, 3e-5])
+    px.xspec_fit()
+    px.choose_simulator(session, prefer="xspec").expected(np.array([[0.2, 1.8, 2e-5]]))
+    px.xspec_chain(str(tmp_path / "c.fits"), burn=80, length=160, walkers=8)
+    assert px.snapshot() == before
+
+
+def test_xspec_path_matches_engine(pn_session):
+    session = px.read_session()
+    path = px.choose_simulator(session, prefer="xspec")
+    engine = px.choose_simulator(session)
+    assert isinstance(engine, Simulator)
+    theta = np.array([[0.2, 1.8, 2e-5], [0.5, 2.2, 3e-5]])
+    np.testing.assert_allclose(path.expected(theta), engine.expected(theta), rtol=1e-5)
+
+
+def test_fit_agrees_with_ours(pn_session):
+    session = px.read_session()
+    free = session.model.free_parameters
+    ours = fit(session.statistic_function(), [p.value for p in free], [p.min for p in free],
+               [p.max for p in free])
+    theirs = px.xspec_fit()
+    assert theirs.stat == pytest.approx(ours.stat, abs=0.05)
+
+
+def test_exported_samples_load_into_xspec(pn_session, tmp_path):
+    session = px.read_session()
+    rng = np.random.default_rng(0)
+    samples = session.model.free_values() * (1 + 0.01 * rng.standard_normal((40, 3)))
+    out = str(tmp_path / "sbi.fits")
+    px.export_samples(out, samples, session.model.free_parameters,
+                      session.statistic_function()(samples))
+    try:
+        px.load_chain(out)
+        xspec.Fit.error("1-3")   # XSPEC's error on the loaded chain runs
+    finally:
+        xspec.AllChains -= out
+    assert read_chain_file(out).samples.shape == (40, 3)
+    assert os.path.exists(out)

@@ -1,0 +1,186 @@
+"""XSPEC's own fit, chain and statistic, for comparison with SBI results.
+
+PyXspec calls (manual pages in brackets): ``Fit.perform()``,
+``Fit.statistic``, ``Fit.query`` [FitManager]; ``Model.setPars`` [Model];
+``Chain(fileName, burn=, runLength=, walkers=, algorithm=)`` [Chain];
+``AllChains += file``, ``AllChains -= file`` [ChainManager]. Every call but
+:func:`load_chain` leaves the session as it was (:func:`preserved_state`).
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from ..chainfile import ChainFileError, read_chain_file, write_chain_file
+from ..fit import FitResult
+from ..mcmc import ChainConfigError, ChainResult
+from ._access import PyXspecError, xspec_module
+from .reader import read_parameters
+from .state import preserved_state
+
+__all__ = ["free_parameters", "xspec_statistic", "xspec_fit", "xspec_chain", "load_chain",
+           "export_samples"]
+
+
+def free_parameters(xspec=None) -> tuple:
+    """ParameterSpecs of data group 1's free parameters (their ``index`` is XSPEC's number)."""
+    xs = xspec_module(xspec)
+    return tuple(p for p in read_parameters(xs.AllModels(1), 1) if p.free)
+
+
+def _set_free(xs, free, theta) -> None:
+    theta = np.asarray(theta, dtype=np.float64).reshape(-1)
+    if theta.size != len(free):
+        raise PyXspecError(f"theta has {theta.size} values; the free parameters are "
+                           + ", ".join(p.name for p in free))
+    for p, v in zip(free, theta):
+        if not p.min <= v <= p.max:
+            raise PyXspecError(f"parameter {p.name}: value {v} outside its hard limits "
+                               f"[{p.min}, {p.max}]")
+    xs.AllModels(1).setPars({p.index: float(v) for p, v in zip(free, theta)})
+
+
+def xspec_statistic(theta, xspec=None) -> float:
+    """XSPEC's fit statistic (``Fit.statistic``) at free-parameter values ``theta``.
+
+    Parameters
+    ----------
+    theta : array_like (n_free,)
+        Values of data group 1's free parameters, in parameter order.
+
+    Returns
+    -------
+    float
+        C-stat (W-stat with a background), as XSPEC computes it; parameters
+        are restored afterwards.
+    """
+    xs = xspec_module(xspec)
+    free = free_parameters(xs)
+    with preserved_state(xs):
+        _set_free(xs, free, theta)
+        return float(xs.Fit.statistic)
+
+
+def xspec_fit(xspec=None, keep: bool = False) -> FitResult:
+    """Run XSPEC's ``Fit.perform()`` and read the best fit back.
+
+    Parameters
+    ----------
+    keep : bool
+        Leave XSPEC at the best fit; by default every parameter is restored.
+
+    Returns
+    -------
+    FitResult
+        ``theta`` of the free parameters, ``stat`` = ``Fit.statistic``;
+        ``n_evaluations`` is -1 (PyXspec does not report it).
+    """
+    xs = xspec_module(xspec)
+    free = free_parameters(xs)
+    start = np.array([p.value for p in free])
+
+    def run():
+        xs.Fit.query = "yes"  # never stop at XSPEC's "continue fitting?" prompt
+        xs.Fit.perform()
+        best = {p.index: float(xs.AllModels(1)(p.index).values[0]) for p in free}
+        return np.array([best[p.index] for p in free]), float(xs.Fit.statistic)
+
+    if keep:
+        saved_query = xs.Fit.query
+        try:
+            theta, stat = run()
+        finally:
+            xs.Fit.query = saved_query
+    else:
+        with preserved_state(xs):
+            theta, stat = run()
+    for arr in (theta, start):
+        arr.setflags(write=False)
+    return FitResult(theta=theta, stat=stat, n_evaluations=-1, success=bool(np.isfinite(stat)),
+                     message=f"XSPEC Fit.perform() ({xs.Fit.method})",
+                     start_stats=np.array([stat]), starts=start[None, :])
+
+
+def xspec_chain(path, burn: int = 5000, length: int = 50000, walkers: int = 8,
+                algorithm: str = "gw", xspec=None) -> ChainResult:
+    """Run XSPEC's own chain into ``path`` and read it back.
+
+    Parameters
+    ----------
+    path : str
+        New FITS chain file (refused if it exists: XSPEC would load it instead).
+    burn, length, walkers : int
+        XSPEC's chain settings (samples over all walkers; multiples of
+        ``walkers``, which must be even for ``"gw"``).
+    algorithm : str
+        ``"gw"`` (Goodman-Weare) or ``"mh"``.
+
+    Returns
+    -------
+    ChainResult
+        Samples with PyXspec-style names; ``acceptance_fraction`` is NaN
+        (XSPEC does not write it). The chain is unloaded again afterwards.
+    """
+    xs = xspec_module(xspec)
+    path = os.fspath(path)
+    if os.path.exists(path):
+        raise FileExistsError(f"{path} exists; XSPEC would load it instead of running a chain")
+    if algorithm == "gw" and (walkers < 2 or walkers % 2 or burn % walkers or length % walkers):
+        raise ChainConfigError(f"walkers={walkers} must be even, and burn={burn}, "
+                               f"length={length} multiples of it (XSPEC's rule)")
+    names = {p.index: p.name for p in read_parameters(xs.AllModels(1), 1)}
+    with preserved_state(xs) as guard:
+        xs.Chain(path, burn=burn, runLength=length, walkers=walkers, algorithm=algorithm)
+        guard.loaded_chain(path)
+    chain = read_chain_file(path)
+    labels = tuple(names.get(i, f"p{i}") for i in chain.indices)
+    return ChainResult(samples=chain.samples, stat=chain.stat, names=labels,
+                       walkers=chain.walkers or walkers, burn=burn, length=chain.samples.shape[0],
+                       acceptance_fraction=np.full(chain.walkers or walkers, np.nan),
+                       log_uniform=(False,) * len(labels))
+
+
+def load_chain(path, xspec=None):
+    """Load a chain file into ``AllChains`` so XSPEC's ``error`` and ``flux ... err`` use it.
+
+    The file is checked first: XSPEC's layout, and its columns must be free
+    parameters of the current model (by number and name). The chain stays
+    loaded (that is the point); unload it with ``AllChains -= path``.
+
+    Returns
+    -------
+    ChainFile
+        What was loaded.
+    """
+    xs = xspec_module(xspec)
+    chain = read_chain_file(path)
+    free = {p.index: p.name.rsplit(".", 1)[-1] for p in free_parameters(xs)}
+    wrong = [f"{n}__{i}" for n, i in zip(chain.names, chain.indices) if free.get(i) != n]
+    if wrong:
+        raise ChainFileError(f"{path}: columns {wrong} are not free parameters of the current "
+                             "model (" + ", ".join(f"{n}__{i}" for i, n in free.items()) + ")")
+    xs.AllChains += os.fspath(path)
+    return chain
+
+
+def export_samples(path, samples, parameters, stat, *, walkers: int = 1,
+                   overwrite: bool = False) -> None:
+    """Write posterior samples as an XSPEC chain file (``chain load`` layout).
+
+    Parameters
+    ----------
+    path : str
+    samples : array_like (n, n_free)
+    parameters : sequence of ParameterSpec
+        The free parameters (``Session.model.free_parameters``): names,
+        XSPEC numbers and units of the columns.
+    stat : array_like (n,)
+        Fit statistic of each sample (``Session.statistic_function()``).
+    walkers : int
+        ``NWALKERS``; 1 for independent draws.
+    """
+    params = tuple(parameters)
+    write_chain_file(path, samples, stat, names=[p.name for p in params],
+                     indices=[p.index for p in params], units=[p.unit for p in params],
+                     walkers=walkers, overwrite=overwrite)

@@ -1,0 +1,265 @@
+"""Copy a live PyXspec session into a plain :class:`~xspec_sbi.session.Session`.
+
+What is read (PyXspec manual pages in brackets):
+
+* every spectrum of ``AllData`` [DataManager, Spectrum]: ``fileName``
+  (``file{N}`` for a type II row), ``response.rmf``, ``response.arf``
+  [Response], ``background.fileName`` [Background], ``dataGroup`` and
+  ``noticed``;
+* ``Xset.abund``, ``Xset.xsect`` [XspecSettings] and ``Fit.statMethod``
+  [FitManager];
+* the model of each data group, ``AllModels(g)`` [ModelManager, Model]:
+  ``expression``, ``componentNames``, each Component's ``parameterNames``
+  [Component] and each Parameter's ``values``, ``frozen``, ``link``,
+  ``unit`` [Parameter].
+
+The spectra are then loaded with our own reader on the same files, and given
+XSPEC's notice state. ``Spectrum.noticed`` lists "the currently noticed
+(1-based) channel numbers"; for grouped data XSPEC's channels are the grouped
+bins (``Spectrum.values`` holds one rate per grouped bin and is indexed by
+these numbers), which is also what
+:attr:`xspec_sbi.spectrum.Spectrum.noticed` indexes.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from .. import xslibrary
+from ..ogip import split_row_suffix
+from ..parameters import ParameterSpec
+from ..session import Session
+from ..spectrum import load_spectrum
+from ..xsmodels import Model, ModelError
+from ._access import JointGroupsError, PyXspecError, xspec_module
+from .state import model_groups
+
+__all__ = ["XspecModel", "SpectrumRecord", "read_session", "read_spectra_records",
+           "read_parameters", "parse_link"]
+
+_LINK = re.compile(r"^=?\s*(?:(?P<fa>[-+]?[0-9.]+(?:[eE][-+]?\d+)?)\s*\*\s*)?p(?P<n>\d+)"
+                   r"(?:\s*\*\s*(?P<fb>[-+]?[0-9.]+(?:[eE][-+]?\d+)?))?\s*$", re.IGNORECASE)
+
+
+def parse_link(text: str, where: str) -> tuple[float, int] | None:
+    """``(factor, global parameter number)`` of an XSPEC link, None when not linked.
+
+    Accepts ``"= p1"``, ``"= 2.0*p1"``, ``"= p1*2.0"``; any other expression
+    (sums, functions, another model's ``name:pN``) is refused naming ``where``.
+    """
+    text = str(text or "").strip()
+    if not text:
+        return None
+    m = _LINK.match(text)
+    if m is None:
+        raise PyXspecError(f"parameter {where}: link {text!r} is not of the form '= pN' or "
+                           "'= a*pN'; other link expressions are not supported")
+    factor = float(m.group("fa") or m.group("fb") or 1.0)
+    return factor, int(m.group("n"))
+
+
+@dataclass(frozen=True)
+class XspecModel:
+    """A model only XSPEC can evaluate (local, table, mixing, convolution...).
+
+    It carries what inference needs (parameter specs) but no evaluation:
+    simulate it with :class:`~xspec_sbi.pyxspec.xspec_path.XspecPathSimulator`.
+    """
+
+    expression: str
+    parameters: tuple
+    reason: str = ""
+
+    @property
+    def free_parameters(self) -> tuple:
+        return tuple(p for p in self.parameters if p.free)
+
+    @property
+    def free_names(self) -> tuple:
+        return tuple(p.name for p in self.free_parameters)
+
+    def free_values(self) -> np.ndarray:
+        return np.array([p.value for p in self.free_parameters])
+
+    def evaluate(self, energy_edges, theta):
+        raise ModelError(f"model {self.expression!r} is evaluated by XSPEC only ({self.reason}); "
+                         "use xspec_sbi.pyxspec.choose_simulator(session) to simulate it")
+
+
+@dataclass(frozen=True)
+class SpectrumRecord:
+    """One ``AllData(n)`` entry, copied."""
+
+    number: int
+    group: int
+    file_name: str
+    rmf: str | None
+    arf: str | None
+    background: str | None
+    exposure: float
+    noticed: tuple
+
+
+def _blank(name) -> str | None:
+    text = str(name or "").strip()
+    return None if not text or text.lower() == "none" else text
+
+
+def read_spectra_records(xs) -> tuple:
+    """Copy every spectrum of ``AllData`` into :class:`SpectrumRecord`."""
+    records = []
+    for n in range(1, int(xs.AllData.nSpectra) + 1):
+        s = xs.AllData(n)
+        try:
+            response = s.response
+            rmf, arf = _blank(response.rmf), _blank(response.arf)
+        except Exception:  # PyXspec raises when no response is assigned
+            rmf = arf = None
+        try:
+            background = _blank(s.background.fileName)
+        except Exception:  # ... and when there is no background
+            background = None
+        records.append(SpectrumRecord(
+            number=n, group=int(s.dataGroup), file_name=str(s.fileName), rmf=rmf, arf=arf,
+            background=background, exposure=float(s.exposure),
+            noticed=tuple(int(c) for c in s.noticed)))
+    return tuple(records)
+
+
+def _resolve(path: str | None, spectrum_file: str, what: str) -> str:
+    """XSPEC's file name, found from the working directory or the spectrum's folder."""
+    if path is None:
+        return "none"
+    bare, row = split_row_suffix(path)
+    candidates = [bare, os.path.join(os.path.dirname(spectrum_file), bare)]
+    for c in candidates:
+        if os.path.isfile(c):
+            return c if row is None else f"{c}{{{row}}}"
+    raise FileNotFoundError(f"{what} {path!r} of spectrum {spectrum_file} not found (looked at "
+                            + ", ".join(candidates) + ")")
+
+
+def _load(record: SpectrumRecord):
+    bare, row = split_row_suffix(record.file_name)
+    if not os.path.isfile(bare):
+        raise FileNotFoundError(f"spectrum {record.number}: file {bare} (Spectrum.fileName) "
+                                "not found from this working directory")
+    if record.rmf is None:
+        raise PyXspecError(f"spectrum {record.number} ({record.file_name}) has no response; "
+                           "assign one (Spectrum.response = 'file.rmf')")
+    spectrum = load_spectrum(bare, row=row,
+                             respfile=_resolve(record.rmf, bare, "response"),
+                             ancrfile=_resolve(record.arf, bare, "arf"),
+                             backfile=_resolve(record.background, bare, "background"))
+    channels = np.asarray(record.noticed, dtype=np.int64)
+    if channels.size and (channels.min() < 1 or channels.max() > spectrum.n_bins_all):
+        raise PyXspecError(
+            f"spectrum {record.number} ({record.file_name}): XSPEC notices channel "
+            f"{int(channels.max())} but the file has {spectrum.n_bins_all} grouped bins; "
+            "XSPEC and our reader group this spectrum differently")
+    noticed = np.zeros(spectrum.n_bins_all, dtype=bool)
+    noticed[channels - 1] = True
+    return replace(spectrum, noticed=noticed)
+
+
+def read_parameters(model, group: int) -> tuple:
+    """ParameterSpecs of ``AllModels(group)``, links as ``"= pN"`` local to the model."""
+    start = int(model.startParIndex)
+    specs, i = [], 0
+    for comp_name in model.componentNames:
+        component = getattr(model, comp_name)
+        for par_name in component.parameterNames:
+            i += 1
+            p = getattr(component, par_name)
+            values = [float(v) for v in p.values]
+            name = f"{comp_name}.{par_name}"
+            link = parse_link(p.link, f"{name} (data group {group})")
+            link_text = None
+            if link is not None:
+                factor, number = link
+                local = number - start + 1 if group == 1 else number
+                link_text = f"= p{local}" if factor == 1.0 else f"= {factor!r}*p{local}"
+            specs.append(ParameterSpec(
+                name=name, index=i, unit=str(p.unit or ""), value=values[0],
+                delta=abs(values[1]), min=values[2], bot=values[3], top=values[4],
+                max=values[5], frozen=bool(p.frozen) and link is None, link=link_text))
+    if i != int(model.nParameters):
+        raise PyXspecError(f"data group {group}: components list {i} parameters, the model "
+                           f"{model.nParameters}")
+    return tuple(specs)
+
+
+def _check_groups(groups: dict) -> None:
+    """Every group > 1 must be tied to group 1 parameter by parameter."""
+    first = groups[1]
+    differ = []
+    for g, params in sorted(groups.items()):
+        if g == 1:
+            continue
+        for p, q in zip(first, params):
+            tied = q.link == f"= p{p.index}"
+            same_frozen = q.frozen and p.frozen and q.value == p.value
+            if not (tied or same_frozen):
+                differ.append(f"{q.name} (data group {g})")
+    if differ:
+        raise JointGroupsError(
+            "data groups with their own parameters are not supported yet (one model is "
+            "shared by all spectra); these parameters are not tied to data group 1: "
+            + ", ".join(differ))
+
+
+def _model(expression: str, params: tuple):
+    try:
+        model = Model(expression, params)
+    except ModelError as exc:
+        return XspecModel(expression, params, reason=str(exc))
+    return model
+
+
+def read_session(xspec=None) -> Session:
+    """The current PyXspec session as a :class:`~xspec_sbi.session.Session`.
+
+    Parameters
+    ----------
+    xspec : module, optional
+        PyXspec (default ``import xspec``).
+
+    Returns
+    -------
+    Session
+        Spectra in ``AllData`` order, the model of data group 1 (an
+        :class:`XspecModel` when the embedded engine cannot evaluate it),
+        ``Xset.abund``/``Xset.xsect`` and the statistic; ``origin="pyxspec"``.
+
+    Raises
+    ------
+    PyXspecError
+        No spectra, no model, a chi-square statistic, unsupported links.
+    JointGroupsError
+        Data groups whose parameters are not all tied to group 1.
+    """
+    xs = xspec_module(xspec)
+    if int(xs.AllData.nSpectra) == 0:
+        raise PyXspecError("no spectra are loaded in AllData")
+    method = str(xs.Fit.statMethod).strip().lower()
+    if not method or method.split()[0] != "cstat":
+        raise PyXspecError(
+            f"Fit.statMethod is {xs.Fit.statMethod!r}: simulation-based inference here models "
+            "Poisson counts; set Fit.statMethod = 'cstat' (XSPEC uses W-stat itself when a "
+            "background is loaded). Chi-square statistics are not supported.")
+    sources = getattr(xs.AllModels, "sources", {1: ""})
+    if len(sources) > 1 or any(str(v).strip() for v in sources.values()):
+        raise PyXspecError(f"AllModels.sources is {dict(sources)}: only one unnamed model "
+                           "(source 1) is supported")
+    groups = {g: read_parameters(m, g) for g, m in model_groups(xs)}
+    if not groups:
+        raise PyXspecError("no model is defined (AllModels is empty)")
+    _check_groups(groups)
+    expression = str(xs.AllModels(1).expression)
+    records = read_spectra_records(xs)
+    spectra = tuple(_load(r) for r in records)
+    settings = xslibrary.XspecSettings(str(xs.Xset.abund).strip(), str(xs.Xset.xsect).strip())
+    return Session(spectra, _model(expression, groups[1]), settings, "cstat", origin="pyxspec")
