@@ -146,3 +146,27 @@ def test_fakeit_spectrum_channels_sum_to_the_binned_expectation(reference):
     assert np.all(np.abs(draws.mean(0) - mu) <= 5 * np.sqrt(mu / 400) + 1e-9)
     fake = fakeit_spectrum(reference, model, theta, rng, exposure=2 * reference.exposure)
     assert fake.exposure == 2 * reference.exposure and fake.path is None
+
+
+def test_pool_in_a_script_without_main_guard_runs_the_script_once(tmp_path):
+    # PyXspec scripts rarely have `if __name__ == "__main__"`: spawned workers
+    # must not run them again.
+    import subprocess
+    import sys
+    script = tmp_path / "user_script.py"
+    script.write_text(
+        "import numpy as np\n"
+        "print('TOP-LEVEL', flush=True)\n"
+        "from xspec_sbi.reference import reference_spectrum, builtin_nicer_response\n"
+        "from xspec_sbi.simulate import Simulator, make_pool, simulate\n"
+        "from xspec_sbi.xsmodels import Model\n"
+        "sim = Simulator.from_spectrum(reference_spectrum(2000, response=builtin_nicer_response()),"
+        " Model('tbabs*powerlaw'))\n"
+        "with make_pool(sim, 2) as pool:\n"
+        "    x = simulate(sim, np.repeat([[0.2, 1.7, 1.0]], 600, 0), seed=1, executor=pool)\n"
+        "print('TOTAL', int(x.sum()))\n")
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300,
+                         cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.count("TOP-LEVEL") == 1
+    assert "TOTAL" in out.stdout

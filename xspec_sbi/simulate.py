@@ -14,8 +14,10 @@ same spectra whatever executor or number of workers runs the chunks.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import multiprocessing
 import os
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -205,18 +207,50 @@ def _run_chunk(simulator, theta, seed_seq):
     return sim(theta, np.random.default_rng(seed_seq))
 
 
+@contextlib.contextmanager
+def _main_module_hidden():
+    """Keep spawned workers from re-running the user's script.
+
+    A spawned child imports the parent's ``__main__`` file; a PyXspec script
+    without an ``if __name__ == "__main__"`` guard would then run again in
+    every worker. The workers need nothing from ``__main__`` (they run this
+    module's functions on pickled engine objects), so the reference to it is
+    withheld while they start.
+    """
+    main = sys.modules.get("__main__")
+    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if main and k in main.__dict__}
+    try:
+        if main is not None:
+            main.__dict__.pop("__file__", None)
+            main.__dict__["__spec__"] = None
+        yield
+    finally:
+        if main is not None:
+            main.__dict__.pop("__spec__", None)
+            main.__dict__.update(saved)
+
+
+def _ready():
+    return os.getpid()
+
+
 class SimulatorPool(cf.ProcessPoolExecutor):
     """A process pool whose workers each hold one simulator, set up alike.
 
     Workers are spawned, not forked: the parent may hold torch's and BLAS's
-    threads and the XSPEC library's state, none of which survive a fork safely.
+    threads and the XSPEC library's state, none of which survive a fork
+    safely. They are all started at construction (see
+    :func:`_main_module_hidden` for why), which takes about a second.
     """
 
     def __init__(self, simulator: Simulator, workers: int | None = None):
         self.simulator = simulator
-        super().__init__(max_workers=workers or os.cpu_count() or 1,
-                         mp_context=multiprocessing.get_context("spawn"),
+        n = workers or os.cpu_count() or 1
+        super().__init__(max_workers=n, mp_context=multiprocessing.get_context("spawn"),
                          initializer=_install, initargs=(simulator,))
+        with _main_module_hidden():
+            started = [self.submit(_ready) for _ in range(n)]
+        cf.wait(started)
 
 
 def make_pool(simulator: Simulator, workers: int | None = None) -> SimulatorPool:

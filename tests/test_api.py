@@ -1,0 +1,116 @@
+"""sbi_fit end to end on the engine with small budgets: result, restriction, persistence."""
+import json
+
+import numpy as np
+import pytest
+
+import xspec_sbi
+from xspec_sbi.api import parse_restriction, sbi_fit
+from xspec_sbi.demo import reference_session
+from xspec_sbi.npe import FingerprintMismatch, NPEConfig
+from xspec_sbi.priors import table1_prior
+from xspec_sbi.report import write_report
+from xspec_sbi.session import Session, SessionError
+
+FAST = NPEConfig(max_epochs=60, patience=10)
+
+
+@pytest.fixture(scope="module")
+def session():
+    return reference_session(20000, seed=3)[0]
+
+
+@pytest.fixture(scope="module")
+def result(session, tmp_path_factory):
+    path = tmp_path_factory.mktemp("net") / "network"
+    return sbi_fit(session, prior=table1_prior(1), restrict="counts:10000-100000",
+                   n_simulations=2000, n_samples=2000, chain_length=4000, chain_burn=800,
+                   seed=7, workers=2, config=FAST, save=path, progress=False), path
+
+
+def test_public_api_is_small():
+    assert {"sbi_fit", "Session", "SBIResult"} <= set(xspec_sbi.__all__)
+    assert len(xspec_sbi.__all__) <= 8
+
+
+def test_parse_restriction():
+    assert parse_restriction("counts:1000-10000") == ("counts", (1000.0, 10000.0))
+    assert parse_restriction(("counts", 10, 20)) == ("counts", (10.0, 20.0))
+    assert parse_restriction("cstat") == ("cstat", (0.25,))
+    assert parse_restriction("coarse:3000") == ("coarse", (3000,))
+    assert parse_restriction(None) == (None, ())
+    with pytest.raises(ValueError, match="counts:LO-HI"):
+        parse_restriction("counts:lots")
+    with pytest.raises(ValueError, match="choose"):
+        parse_restriction("magic")
+
+
+def test_result_recovers_the_reference_parameters(result, session):
+    r, _ = result
+    assert r.names == ("TBabs.nH", "powerlaw.PhoIndex", "powerlaw.norm")
+    truth = {"TBabs.nH": 0.2, "powerlaw.PhoIndex": 1.7, "powerlaw.norm": 1.0}
+    for s in r.summaries:
+        width = s.hi90 - s.lo90
+        assert s.lo90 - 0.5 * width <= truth[s.name] <= s.hi90 + 0.5 * width, s
+    # every sample inside the prior box
+    assert np.all(r.samples >= r.prior.lower) and np.all(r.samples <= r.prior.upper)
+    # the statistic reported is the data's cstat at those parameters, independently recomputed
+    from xspec_sbi import stats
+    mu = session.simulator().expected(r.best_theta[None, :])
+    assert r.stat_best == pytest.approx(float(stats.cstat(session.observed(), mu)[0]), rel=1e-10)
+    # the fit from the best sample cannot be worse than that sample
+    assert r.chain_fit.stat <= r.stat_best + 1e-6
+    # the restriction found the count window and the training used it
+    assert r.restriction is not None and r.restriction.prior.acceptance < 1.0
+
+
+def test_posterior_agrees_with_the_chain(result):
+    r, _ = result
+    chain = r.chain.samples
+    for i, s in enumerate(r.summaries):
+        sd = chain[:, i].std()
+        assert abs(s.median - np.median(chain[:, i])) < 0.5 * sd, s.name
+        assert 0.6 < (s.hi68 - s.lo68) / (np.quantile(chain[:, i], 0.84) - np.quantile(chain[:, i], 0.16)) < 1.6
+
+
+def test_table_and_report(result, tmp_path):
+    r, _ = result
+    text = r.table()
+    assert "TBabs.nH" in text and "MCMC median" in text and "expected" in text
+    out = write_report(r, tmp_path / "rep")
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["parameters"]) == set(r.names)
+    for name in ("report.html", "corner.png", "spectrum.png", "sbi_chain.fits", "mcmc_chain.fits"):
+        assert (out / name).stat().st_size > 0
+    from xspec_sbi.chainfile import read_chain_file
+    chain = read_chain_file(out / "sbi_chain.fits")
+    assert chain.samples.shape == r.samples.shape
+
+
+def test_saved_network_reloads_and_refuses_other_setups(result, session):
+    r, path = result
+    again = sbi_fit(session, prior=table1_prior(1), network=path, mcmc=False, correct=False,
+                    n_samples=500, seed=1, progress=False, config=FAST)
+    assert np.allclose(again.posterior.sample(session.observed()[None], 50, rng=3),
+                       r.posterior.sample(session.observed()[None], 50, rng=3))
+    other = session.with_model(session.model.set(**{"powerlaw.PhoIndex": 2.0}).freeze("powerlaw.PhoIndex"))
+    with pytest.raises(FingerprintMismatch, match="free_parameters|parameters"):
+        sbi_fit(other, prior={"powerlaw.norm": ("log", 0.01, 100)}, network=path, mcmc=False,
+                progress=False, config=FAST)
+    with pytest.raises(Exception, match="exists"):
+        sbi_fit(session, prior=table1_prior(1), restrict=None, n_simulations=300, save=path,
+                mcmc=False, correct=False, progress=False, config=FAST)
+
+
+def test_amortized_batch(result, session):
+    r, _ = result
+    sim = session.simulator()
+    x = sim(np.array([[0.15, 1.5, 0.8], [0.25, 2.0, 2.0]]), np.random.default_rng(0))
+    s = r.posterior_samples_for(x, n_samples=400)
+    assert s.shape == (2, 400, 3)
+    assert np.median(s[0, :, 1]) < np.median(s[1, :, 1])   # photon index follows the data
+
+
+def test_chi_square_sessions_are_refused(session):
+    with pytest.raises(SessionError, match="Poisson"):
+        Session(session.spectra, session.model, statistic="chi")
