@@ -12,6 +12,12 @@ compatibility with PyXspec or agreement with XSPEC: the double agrees with
 the engine by construction. Compatibility is checked only by
 ``tests/test_pyxspec_live.py`` against the real ``xspec`` module.
 
+Local models: ``AllModels.addPyMod(func, parInfo, compType)`` registers a
+Python model as PyXspec does (``func(engs, params, flux)`` fills ``flux``);
+an expression using one is evaluated by the double itself
+(:class:`_LocalExpression`), and the embedded engine refuses it, as it
+would refuse a real local model.
+
 Simplifications (where the double is not XSPEC): ``Spectrum(...)`` and
 ``AllData += file`` load into data group 1; ``AllData.ignore``/``notice``
 without a ``n:`` prefix apply to spectrum 1; ``Fit.statistic`` is computed on
@@ -24,6 +30,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 from dataclasses import replace
 
 import numpy as np
@@ -36,6 +43,8 @@ from xspec_sbi.mcmc import run_chain
 from xspec_sbi.ogip import split_row_suffix
 from xspec_sbi.session import Session
 from xspec_sbi.spectrum import load_spectrum
+from xspec_sbi.parameters import ParameterSpec
+from xspec_sbi.xsmodels import Component, ComponentInfo, component_catalog, powerlaw_integral
 from xspec_sbi.xsmodels import Model as EngineModel
 
 __all__ = ["PyXspecTestDouble", "worker_double"]
@@ -317,6 +326,15 @@ class _ModelManager:
         self._d._base = None
         self._d._pars = {}
 
+    def addPyMod(self, func, parInfo, compType, calcsErrors=False, spectrumDependent=False):
+        """PyXspec's local Python model: ``func(engs, params, flux)``, named ``func.__name__``."""
+        if compType not in ("add", "mul"):
+            raise Exception(f"Error: the double supports 'add' and 'mul' local models, not {compType!r}")
+        rows = [_par_info_row(text) for text in parInfo]
+        info = ComponentInfo(name=func.__name__, kind=compType, symbol="", emin=0.0, emax=1e20,
+                             parameters=tuple(rows))
+        self._d._local[func.__name__.lower()] = (info, func)
+
 
 class _Fit:
     def __init__(self, double):
@@ -431,6 +449,7 @@ class PyXspecTestDouble:
         self._full_expression = ""
         self._pars: dict = {}
         self._folders: dict = {}
+        self._local: dict = {}
         self.test_hooks: dict = {}
         self.AllData = _DataManager(self)
         self.AllModels = _ModelManager(self)
@@ -447,7 +466,9 @@ class PyXspecTestDouble:
         return _Spectrum(self, len(self._entries))
 
     def Model(self, exprString, modName="", sourceNum=1, setPars=None):
-        base = EngineModel(exprString)
+        words = {w.lower() for w in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", exprString)}
+        base = (_LocalExpression(exprString, self._local) if words & self._local.keys()
+                else EngineModel(exprString))
         self._base = base
         self._full_expression = _full_expression(exprString, base)
         self._pars = {}
@@ -520,9 +541,14 @@ class PyXspecTestDouble:
         n = len(self._base.parameters)
         return factor * self._value((number - 1) // n + 1, (number - 1) % n + 1)
 
+    def _make_model(self, expression, parameters):
+        if isinstance(self._base, _LocalExpression):
+            return _LocalExpression(expression, self._local, parameters)
+        return EngineModel(expression, parameters)
+
     def _all_free_model(self):
-        return EngineModel(self._base.expression, [replace(p, frozen=False, link=None)
-                                                  for p in self._base.parameters])
+        return self._make_model(self._base.expression, [replace(p, frozen=False, link=None)
+                                                        for p in self._base.parameters])
 
     def _folded(self, number):
         entry = self._entries[number - 1]
@@ -543,7 +569,7 @@ class PyXspecTestDouble:
                                   delta=abs(row["values"][1]), min=row["values"][2],
                                   bot=row["values"][3], top=row["values"][4], max=row["values"][5],
                                   link=link))
-        return EngineModel(self._base.expression, params)
+        return self._make_model(self._base.expression, params)
 
     def _statistic(self):
         method = self.Fit.statMethod.split()[0].lower()
@@ -634,6 +660,154 @@ class PyXspecTestDouble:
                           backfile=e.bkg or "none")
         e.spectrum = replace(s, noticed=noticed)
         self._folders.clear()
+
+
+def _par_info_row(text):
+    """One ``parInfo`` string (model.dat layout: name [unit] value hardmin softmin softmax
+    hardmax delta) as a ComponentInfo parameter row."""
+    tokens = shlex.split(text)
+    if len(tokens) == 7:
+        tokens.insert(1, "")
+    if len(tokens) != 8:
+        raise Exception(f"Error: cannot read parInfo entry {text!r}")
+    name, unit, *numbers = tokens
+    value, hard_min, soft_min, soft_max, hard_max, delta = map(float, numbers)
+    return (name, unit, value, hard_min, soft_min, soft_max, hard_max, delta, "")
+
+
+class _LocalExpression:
+    """DOUBLE ONLY: an expression with local Python components (``AllModels.addPyMod``).
+
+    The double evaluates it itself: a local component calls the registered
+    function as PyXspec does, a library component calls XSPEC's function
+    through :func:`xspec_sbi.xslibrary.call_model`, one parameter row at a
+    time. It offers the attributes of the engine's Model that the double and
+    the engine's Simulator use (``parameters``, ``components``,
+    ``free_parameters``, ``evaluate``...).
+    """
+
+    def __init__(self, expression, local, parameters=None):
+        self.expression = expression
+        self._local = dict(local)
+        self._tokens = re.findall(r"[A-Za-z_][A-Za-z0-9_]*|[()*+]", expression)
+        self._pos = 0
+        self._funcs = []
+        infos = []
+        self._tree = self._sum(infos)
+        comps, first, seen = [], 0, {}
+        for i, info in enumerate(infos, start=1):
+            seen[info.name] = seen.get(info.name, 0) + 1
+            label = info.name if seen[info.name] == 1 else f"{info.name}_{i}"
+            comps.append(Component(info, i, label, first))
+            first += len(info.parameters) + (1 if info.kind == "add" else 0)
+        self.components = tuple(comps)
+        self.parameters = tuple(parameters) if parameters is not None else self._defaults()
+
+    # -- parsing (XSPEC's algebra: sums of products, implicit products) -------
+    def _peek(self):
+        return self._tokens[self._pos] if self._pos < len(self._tokens) else None
+
+    def _sum(self, infos):
+        terms = [self._prod(infos)]
+        while self._peek() == "+":
+            self._pos += 1
+            terms.append(self._prod(infos))
+        return terms[0] if len(terms) == 1 else ("+", terms)
+
+    def _prod(self, infos):
+        factors = [self._atom(infos)]
+        while self._peek() not in (None, "+", ")"):
+            if self._peek() == "*":
+                self._pos += 1
+            factors.append(self._atom(infos))
+        return factors[0] if len(factors) == 1 else ("*", factors)
+
+    def _atom(self, infos):
+        tok = self._peek()
+        self._pos += 1
+        if tok == "(":
+            tree = self._sum(infos)
+            self._pos += 1
+            return tree
+        info, func = self._lookup(tok)
+        infos.append(info)
+        self._funcs.append(func)
+        return ("c", len(infos) - 1)
+
+    def _lookup(self, word):
+        if word.lower() in self._local:
+            return self._local[word.lower()]
+        catalog = component_catalog()
+        for name, info in catalog.items():
+            if name == word.lower() or name.startswith(word.lower()):
+                if info.kind not in ("add", "mul"):
+                    raise Exception(f"Error: the double cannot evaluate {info.kind} model {name}")
+                return info, None
+        raise Exception(f"Error: unknown model component {word!r}")
+
+    def _defaults(self):
+        out = []
+        for c in self.components:
+            rows = list(c.info.parameters)
+            if c.info.kind == "add":
+                rows.append(("norm", "", 1.0, 0.0, 0.0, 1e24, 1e24, 0.01, ""))
+            for name, unit, v, mn, bot, top, mx, delta, special in rows:
+                out.append(ParameterSpec(name=f"{c.label}.{name}", index=len(out) + 1, unit=unit,
+                                         value=v, delta=abs(delta), min=mn, bot=bot, top=top,
+                                         max=mx, frozen=bool(special) or delta < 0))
+        return tuple(out)
+
+    # -- the engine Model's interface ------------------------------------------
+    @property
+    def free_parameters(self):
+        return tuple(p for p in self.parameters if p.free)
+
+    @property
+    def free_names(self):
+        return tuple(p.name for p in self.free_parameters)
+
+    def free_values(self):
+        return np.array([p.value for p in self.free_parameters])
+
+    def probe(self, settings=None):
+        pass
+
+    def all_values(self, theta):
+        theta = np.atleast_2d(np.asarray(theta, dtype=np.float64))
+        values = np.tile([p.value for p in self.parameters], (theta.shape[0], 1))
+        values[:, [i for i, p in enumerate(self.parameters) if p.free]] = theta
+        for i, p in enumerate(self.parameters):
+            if p.link is not None:
+                m = _LINK.match(p.link.strip())
+                values[:, i] = float(m.group(1) or 1.0) * values[:, int(m.group(2)) - 1]
+        return values
+
+    def evaluate(self, energy_edges, theta):
+        """Photon flux (n_batch, n_e) per energy bin, photons cm^-2 s^-1."""
+        edges = np.ascontiguousarray(energy_edges, dtype=np.float64)
+        return np.array([self._eval(self._tree, row, edges) for row in self.all_values(theta)])
+
+    def _eval(self, tree, row, edges):
+        if tree[0] != "c":
+            parts = [self._eval(t, row, edges) for t in tree[1]]
+            out = parts[0]
+            for part in parts[1:]:
+                out = out + part if tree[0] == "+" else out * part
+            return out
+        comp, func = self.components[tree[1]], self._funcs[tree[1]]
+        n_own = len(comp.info.parameters)
+        pars = row[comp.first_parameter:comp.first_parameter + n_own]
+        if func is not None:
+            flux = [0.0] * (edges.size - 1)
+            func(list(edges), tuple(float(v) for v in pars), flux)
+            shape = np.asarray(flux, dtype=np.float64)
+        elif comp.info.name.lower() == "powerlaw":
+            shape = powerlaw_integral(edges, np.array([pars[0]]))[0]
+        else:
+            shape = xslibrary.call_model(comp.info.symbol, edges, pars)
+        if comp.info.kind == "add":
+            shape = shape * row[comp.first_parameter + n_own]
+        return shape
 
 
 def _full_expression(expression, base):

@@ -114,3 +114,8 @@ def test_amortized_batch(result, session):
 def test_chi_square_sessions_are_refused(session):
     with pytest.raises(SessionError, match="Poisson"):
         Session(session.spectra, session.model, statistic="chi")
+
+
+def test_norm_without_prior_is_refused_with_advice(session):
+    with pytest.raises(ValueError, match=r"powerlaw\.norm.*prior="):
+        sbi_fit(session, progress=False)

@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 
 from xspec_sbi import pyxspec as px
+from xspec_sbi import sbi_fit
 from xspec_sbi.chainfile import read_chain_file
 from xspec_sbi.fit import fit
+from xspec_sbi.npe import NPEConfig
 from xspec_sbi.simulate import Simulator
 
 try:
@@ -111,3 +113,39 @@ def test_exported_samples_load_into_xspec(pn_session, tmp_path):
         xspec.AllChains -= out
     assert read_chain_file(out).samples.shape == (40, 3)
     assert os.path.exists(out)
+
+
+def test_sbi_fit_end_to_end(pn_session):
+    """sbi_fit() with no data arguments on the live session (tiny budgets: plumbing only)."""
+    prior = {"TBabs.nH": ("uniform", 0.0, 1.0), "powerlaw.PhoIndex": ("uniform", 1.0, 3.0),
+             "powerlaw.norm": ("log", 1e-4, 2e-3)}
+    before = px.snapshot()
+    loaded_before = int(xspec.AllChains.nChains) if hasattr(xspec.AllChains, "nChains") else None
+    result = sbi_fit(prior=prior, n_simulations=500, n_samples=300, chain_length=800,
+                     chain_burn=200, restrict=None, config=NPEConfig(max_epochs=20), workers=1,
+                     load_chain=True, progress=False, seed=3)
+    xs = result.xspec
+    try:
+        assert px.snapshot() == before
+        assert xs.names == ("TBabs.nH", "powerlaw.PhoIndex", "powerlaw.norm")
+        # XSPEC's own statistic at the SBI median against the engine's (independent here).
+        assert xs.stat_at_sbi_median == pytest.approx(result.stat_median, rel=1e-5)
+        assert xs.fit.stat <= xs.stat_at_sbi_median + 1e-6
+        assert xs.chain.samples.shape == (800, 3)
+        assert np.all(np.abs(np.median(xs.chain.samples, axis=0) - xs.fit.theta)
+                      < 3 * xs.chain.samples.std(axis=0))
+        assert str(xs) in result.table()
+        if loaded_before is not None:
+            assert int(xspec.AllChains.nChains) == loaded_before + 1   # only the SBI samples
+        xspec.Fit.error("1-3")   # XSPEC's error runs on the loaded SBI samples
+    finally:
+        xspec.AllChains -= xs.sbi_chain_file
+
+
+def test_sbi_fit_refuses_chi_square(pn_session):
+    xspec.Fit.statMethod = "chi"
+    try:
+        with pytest.raises(px.PyXspecError, match="cstat"):
+            sbi_fit(progress=False)
+    finally:
+        xspec.Fit.statMethod = "cstat"

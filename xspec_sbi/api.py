@@ -94,7 +94,7 @@ def sbi_fit(session: Session | None = None, *, spectra=None, model=None, ignore=
             mcmc: bool | None = None, chain_length: int = 50_000, chain_burn: int = 5_000,
             walkers: int = 8, seed: int = 0, workers: int | None = None, executor=None,
             network=None, save=None, overwrite: bool = False, device: str = "cpu",
-            load_chain: bool = False,
+            load_chain: bool = False, xspec=None,
             progress: bool = True, config: NPEConfig | None = None) -> SBIResult:
     """Neural posterior estimation for an X-ray spectral fit, beside XSPEC's chain and C-stat.
 
@@ -144,6 +144,9 @@ def sbi_fit(session: Session | None = None, *, spectra=None, model=None, ignore=
     load_chain : bool
         PyXspec sessions: load the SBI samples into ``AllChains`` so XSPEC's
         ``error`` and ``flux ... err`` use them.
+    xspec : module, optional
+        PyXspec sessions: the module to read and compare with (default
+        ``import xspec``; tests pass a test double).
 
     Returns
     -------
@@ -152,7 +155,7 @@ def sbi_fit(session: Session | None = None, *, spectra=None, model=None, ignore=
     t_all = time.perf_counter()
     timings: dict[str, float] = {}
     if session is None:
-        session = _default_session(spectra, model, ignore)
+        session = _default_session(spectra, model, ignore, xspec)
     mdl = session.model
     free = mdl.free_parameters
     if not free:
@@ -161,8 +164,10 @@ def sbi_fit(session: Session | None = None, *, spectra=None, model=None, ignore=
     mdl.probe(session.settings)
     if session.origin == "pyxspec":
         from . import pyxspec
-        pyxspec.check_agreement(session)   # the engine must reproduce XSPEC's folded model
-    box = build_prior(mdl.parameters, _normalise_prior(mdl, prior))
+        pyxspec.check_agreement(session, xspec)   # the engine must reproduce XSPEC's folded model
+    overrides = _normalise_prior(mdl, prior)
+    _refuse_unusable_defaults(free, overrides)
+    box = build_prior(mdl.parameters, overrides)
     sim = session.simulator()
     x_obs = session.observed()
     stat_fn = session.statistic_function(sim)
@@ -247,7 +252,8 @@ def sbi_fit(session: Session | None = None, *, spectra=None, model=None, ignore=
         t0 = time.perf_counter()
         xspec_side = compare_with_xspec(names=tuple(box.names), samples=samples, median=median,
                                         chain=mcmc, chain_length=chain_length, chain_burn=chain_burn,
-                                        walkers=walkers, load_chain=load_chain, progress=progress)
+                                        walkers=walkers, load_chain=load_chain, progress=progress,
+                                        stat=stats_at, xspec=xspec)
         timings["XSPEC fit+chain"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_all
     settings = dict(model=mdl.expression, prior=box.to_dict(), restrict=str(restrict),
@@ -265,16 +271,28 @@ def sbi_fit(session: Session | None = None, *, spectra=None, model=None, ignore=
         timings=timings, settings=settings, restriction=restriction, xspec=xspec_side)
 
 
-def _default_session(spectra, model, ignore) -> Session:
+def _refuse_unusable_defaults(free, overrides):
+    """XSPEC's soft limits of norms (0 to 1e24) are limits, not a prior one can simulate from."""
+    for p in free:
+        if p.name in overrides:
+            continue
+        if p.top - p.bot > 1e6 or (p.bot > 0 and p.top / p.bot > 1e8):
+            raise ValueError(
+                f"parameter {p.name}: XSPEC's soft limits [{p.bot:g}, {p.top:g}] are too wide to "
+                f"simulate from; give a prior, e.g. prior={{'{p.name}': ('log', lo, hi)}} "
+                f"(command line: --prior {p.name}=log:LO:HI)")
+
+
+def _default_session(spectra, model, ignore, xspec=None) -> Session:
     if spectra is not None:
         if model is None:
             raise ValueError("sbi_fit(spectra=...) needs model=, an XSPEC expression")
         return Session.from_files(spectra, model, ignore=ignore)
     from . import pyxspec
-    if not pyxspec.available():
+    if xspec is None and not pyxspec.available():
         raise ValueError("sbi_fit() without a session needs PyXspec (import xspec failed); "
                          "pass session=Session.from_files(...) or spectra= and model=")
-    return pyxspec.read_session()
+    return pyxspec.read_session(xspec)
 
 
 def _restrict(kind, args, simulate_fn, box, x_obs, sim, stat_fn, rng, cfg, device, progress):

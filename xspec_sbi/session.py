@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -46,6 +46,10 @@ class Session:
         evaluates it as W-stat, and so does the engine.
     origin : str
         Where the session came from: ``"files"`` or ``"pyxspec"``.
+    simulator_factory : callable, optional
+        ``(session, use_background) -> simulator`` for a model the engine
+        cannot evaluate (set by :func:`xspec_sbi.pyxspec.read_session`: XSPEC
+        folds the model). None: the engine's :class:`~xspec_sbi.simulate.Simulator`.
     """
 
     spectra: tuple
@@ -53,6 +57,7 @@ class Session:
     settings: xslibrary.XspecSettings = field(default_factory=xslibrary.XspecSettings)
     statistic: str = "cstat"
     origin: str = "files"
+    simulator_factory: Callable | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self):
         object.__setattr__(self, "spectra", tuple(self.spectra))
@@ -112,11 +117,19 @@ class Session:
 
     # -- derived pieces ---------------------------------------------------------
     def with_model(self, model: Model) -> "Session":
-        return Session(self.spectra, model, self.settings, self.statistic, self.origin)
+        # The factory simulates the model XSPEC holds: it cannot stand for an engine model.
+        factory = None if isinstance(model, Model) else self.simulator_factory
+        return Session(self.spectra, model, self.settings, self.statistic, self.origin, factory)
 
     def simulator(self, use_background: bool = True):
-        """The fakeit simulator of this session (joint over spectra when several)."""
+        """The fakeit simulator of this session (joint over spectra when several).
+
+        The engine's, or the one ``simulator_factory`` builds (XSPEC folding
+        a model the engine cannot evaluate); both share one interface.
+        """
         xslibrary.configure(self.settings)
+        if self.simulator_factory is not None:
+            return self.simulator_factory(self, use_background)
         parts = tuple(Simulator.from_spectrum(s, self.model, self.settings, use_background)
                       for s in self.spectra)
         return parts[0] if len(parts) == 1 else JointSimulator(parts)
@@ -146,10 +159,14 @@ class Session:
         digests = []
         for s, p in zip(self.spectra, parts):
             h = hashlib.sha256()
-            h.update(np.ascontiguousarray(p.transfer.energy_edges).tobytes())
-            mat = p.transfer.matrix
-            dense = mat if isinstance(mat, np.ndarray) else mat.toarray()
-            h.update(np.round(dense, 12).tobytes())
+            transfer = getattr(p, "transfer", None)
+            if transfer is not None:
+                h.update(np.ascontiguousarray(transfer.energy_edges).tobytes())
+                mat = transfer.matrix
+                dense = mat if isinstance(mat, np.ndarray) else mat.toarray()
+                h.update(np.round(dense, 12).tobytes())
+            else:
+                _digest_folding(h, s)
             if p.has_background:
                 h.update(np.ascontiguousarray(p.background_counts).tobytes())
                 h.update(np.ascontiguousarray(p.background_scale).tobytes())
@@ -166,6 +183,23 @@ class Session:
             "spectra_setup": ",".join(digests),
             "xspec_sbi": __version__,
         }
+
+
+def _digest_folding(h, spectrum: Spectrum) -> None:
+    """Add what XSPEC folds a model through (no engine transfer matrix) to digest ``h``.
+
+    Response grid and matrix (kept sparse: a dense PN matrix is ~100 MB),
+    grouping, notice state, exposure and AREASCAL.
+    """
+    r = spectrum.response
+    h.update(np.ascontiguousarray(r.energy_edges, dtype=np.float64).tobytes())
+    m = r.effective_matrix().tocsr()
+    for part in (np.round(m.data, 12), m.indices, m.indptr):
+        h.update(np.ascontiguousarray(part).tobytes())
+    h.update(np.ascontiguousarray(spectrum.grouping).tobytes())
+    h.update(np.ascontiguousarray(spectrum.noticed).tobytes())
+    h.update(np.float64(spectrum.exposure).tobytes())
+    h.update(np.ascontiguousarray(spectrum.binned_areascal(), dtype=np.float64).tobytes())
 
 
 def sim_has_background(sim) -> bool:

@@ -5,6 +5,11 @@ spectrum ``n``'s response for its noticed channels (grouped bins), a rate:
 counts s^-1 per bin, before exposure and AREASCAL. XSPEC's statistics use
 ``folded * exposure * AREASCAL`` as the expected counts (C-stat's
 ``t_s = exposure * areaScale`` in XSPEC's ``Cstat``), and so does this check.
+
+A model only XSPEC evaluates (:class:`~xspec_sbi.pyxspec.XspecModel`) has no
+engine result to compare: the check then confirms what the XSPEC-path
+simulator relies on (same model, same noticed bins, finite non-negative
+folded counts) and says so in :attr:`Agreement.path`.
 """
 from __future__ import annotations
 
@@ -27,26 +32,73 @@ class AgreementError(AssertionError):
 
 @dataclass(frozen=True)
 class Agreement:
-    """Largest relative difference per spectrum, engine vs XSPEC (both in counts)."""
+    """Largest relative difference per spectrum, engine vs XSPEC (both in counts).
+
+    Attributes
+    ----------
+    max_relative : tuple of float
+        Per spectrum; empty when ``path == "xspec"``.
+    n_bins : tuple of int
+        Noticed bins per spectrum (the same on both sides).
+    path : str
+        ``"engine"``: the engine's folded counts were compared bin by bin;
+        ``"xspec"``: XSPEC alone folds the model, only bins and values checked.
+    """
 
     max_relative: tuple
     n_bins: tuple
+    path: str = "engine"
+
+    def __str__(self) -> str:
+        if self.path == "xspec":
+            return (f"model folded by XSPEC only (XSPEC-path simulator); noticed bins "
+                    f"{self.n_bins} agree")
+        worst = max(self.max_relative) if self.max_relative else 0.0
+        return f"engine folds as XSPEC: largest relative difference {worst:.2g}"
 
 
 def xspec_expected_counts(xs, number: int, group: int, areascal: np.ndarray) -> np.ndarray:
     """XSPEC's expected source counts in the noticed bins of spectrum ``number``."""
     folded = np.asarray(xs.AllModels(group).folded(number), dtype=np.float64)
+    areascal = np.asarray(areascal, dtype=np.float64)
+    if areascal.size != folded.size:
+        raise AgreementError(f"spectrum {number} ({xs.AllData(number).fileName}): XSPEC folds "
+                             f"{folded.size} noticed bins, the session {areascal.size}: notice "
+                             "states or grouping differ")
     return folded * float(xs.AllData(number).exposure) * areascal
 
 
-def _current_model(model: Model, xs) -> Model:
-    """The session's model with XSPEC's current parameter values."""
+def _xspec_parameters(model, xs) -> tuple:
+    """XSPEC's current parameters of data group 1, refused if not those of ``model``."""
     now = read_parameters(xs.AllModels(1), 1)
     if [p.name.lower() for p in now] != [p.name.lower() for p in model.parameters]:
         raise PyXspecError("the XSPEC model changed since the session was read: "
                            f"{xs.AllModels(1).expression!r} vs {model.expression!r}")
+    return now
+
+
+def _current_model(model: Model, xs) -> Model:
+    """The session's model with XSPEC's current parameter values."""
+    now = _xspec_parameters(model, xs)
     params = [replace(p, value=q.value) for p, q in zip(model.parameters, now)]
     return Model(model.expression, params)
+
+
+def _check_xspec_only(session, xs, records) -> Agreement:
+    """For a model only XSPEC evaluates: same model, same bins, usable folded counts."""
+    _xspec_parameters(session.model, xs)
+    sizes = []
+    for record, spectrum in zip(records, session.spectra):
+        label = f"spectrum {record.number} ({record.file_name})"
+        ours = xspec_expected_counts(xs, record.number, record.group,
+                                     spectrum.binned_areascal())
+        bad = np.flatnonzero(~np.isfinite(ours) | (ours < 0))
+        if bad.size:
+            raise AgreementError(f"{label}: XSPEC's folded model of {session.model.expression!r} "
+                                 f"is negative or not finite in {bad.size} bins (first: bin "
+                                 f"{bad[0]}, {ours[bad[0]]!r}) at the current parameters")
+        sizes.append(int(ours.size))
+    return Agreement((), tuple(sizes), path="xspec")
 
 
 def check_agreement(session, xspec=None, rtol: float = 1e-6) -> Agreement:
@@ -64,20 +116,24 @@ def check_agreement(session, xspec=None, rtol: float = 1e-6) -> Agreement:
     Returns
     -------
     Agreement
+        ``path="xspec"`` for a model only XSPEC evaluates: then XSPEC's
+        folded counts are only checked for the session's noticed bins and
+        for finite, non-negative values (there is no engine result).
 
     Raises
     ------
     AgreementError
         Naming the spectrum and the first bins that differ, with both values.
+    PyXspecError
+        XSPEC's model is no longer the session's.
     """
     xs = xspec_module(xspec)
-    if isinstance(session.model, XspecModel):
-        raise PyXspecError(f"model {session.model.expression!r} is evaluated by XSPEC only; "
-                           "there is no engine result to compare")
     records = read_spectra_records(xs)
     if len(records) != len(session.spectra):
         raise AgreementError(f"XSPEC has {len(records)} spectra, the session "
                              f"{len(session.spectra)}")
+    if isinstance(session.model, XspecModel):
+        return _check_xspec_only(session, xs, records)
     xslibrary.configure(session.settings)
     model = _current_model(session.model, xs)
     theta = model.free_values()[None, :]

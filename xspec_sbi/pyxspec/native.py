@@ -19,8 +19,8 @@ from ._access import PyXspecError, xspec_module
 from .reader import read_parameters
 from .state import preserved_state
 
-__all__ = ["free_parameters", "xspec_statistic", "xspec_fit", "xspec_chain", "load_chain",
-           "export_samples"]
+__all__ = ["free_parameters", "set_free_values", "xspec_statistic", "xspec_statistics", "xspec_fit", "xspec_chain",
+           "check_chain_settings", "load_chain", "export_samples"]
 
 
 def free_parameters(xspec=None) -> tuple:
@@ -39,6 +39,15 @@ def _set_free(xs, free, theta) -> None:
             raise PyXspecError(f"parameter {p.name}: value {v} outside its hard limits "
                                f"[{p.min}, {p.max}]")
     xs.AllModels(1).setPars({p.index: float(v) for p, v in zip(free, theta)})
+
+
+def set_free_values(theta, xspec=None) -> None:
+    """Set data group 1's free parameters to ``theta`` (n_free,), in order; not restored.
+
+    For use inside :func:`~xspec_sbi.pyxspec.preserved_state`.
+    """
+    xs = xspec_module(xspec)
+    _set_free(xs, free_parameters(xs), theta)
 
 
 def xspec_statistic(theta, xspec=None) -> float:
@@ -60,6 +69,35 @@ def xspec_statistic(theta, xspec=None) -> float:
     with preserved_state(xs):
         _set_free(xs, free, theta)
         return float(xs.Fit.statistic)
+
+
+def xspec_statistics(theta, xspec=None) -> np.ndarray:
+    """XSPEC's ``Fit.statistic`` at each row of ``theta`` (n, n_free); parameters restored.
+
+    One ``Model.setPars`` and one ``Fit.statistic`` per row: for an XSPEC
+    chain file's statistic column, not for inner loops.
+    """
+    xs = xspec_module(xspec)
+    free = free_parameters(xs)
+    rows = np.atleast_2d(np.asarray(theta, dtype=np.float64))
+    out = np.empty(rows.shape[0])
+    with preserved_state(xs):
+        for k, row in enumerate(rows):
+            _set_free(xs, free, row)
+            out[k] = float(xs.Fit.statistic)
+    return out
+
+
+def check_chain_settings(burn: int, length: int, walkers: int, algorithm: str) -> None:
+    """Refuse chain settings XSPEC would refuse (``chain`` command rules), before any work."""
+    if algorithm not in ("gw", "mh"):
+        raise ChainConfigError(f"algorithm={algorithm!r}: XSPEC's chain algorithms are 'gw' "
+                               "(Goodman-Weare) and 'mh' (Metropolis-Hastings)")
+    if length < 1 or burn < 0:
+        raise ChainConfigError(f"chain length={length} must be positive and burn={burn} >= 0")
+    if algorithm == "gw" and (walkers < 2 or walkers % 2 or burn % walkers or length % walkers):
+        raise ChainConfigError(f"walkers={walkers} must be even, and burn={burn}, "
+                               f"length={length} multiples of it (XSPEC's rule)")
 
 
 def xspec_fit(xspec=None, keep: bool = False) -> FitResult:
@@ -126,9 +164,7 @@ def xspec_chain(path, burn: int = 5000, length: int = 50000, walkers: int = 8,
     path = os.fspath(path)
     if os.path.exists(path):
         raise FileExistsError(f"{path} exists; XSPEC would load it instead of running a chain")
-    if algorithm == "gw" and (walkers < 2 or walkers % 2 or burn % walkers or length % walkers):
-        raise ChainConfigError(f"walkers={walkers} must be even, and burn={burn}, "
-                               f"length={length} multiples of it (XSPEC's rule)")
+    check_chain_settings(burn, length, walkers, algorithm)
     names = {p.index: p.name for p in read_parameters(xs.AllModels(1), 1)}
     with preserved_state(xs) as guard:
         xs.Chain(path, burn=burn, runLength=length, walkers=walkers, algorithm=algorithm)
@@ -165,7 +201,7 @@ def load_chain(path, xspec=None):
 
 
 def export_samples(path, samples, parameters, stat, *, walkers: int = 1,
-                   overwrite: bool = False) -> None:
+                   statistic: str = "C-Statistic", overwrite: bool = False) -> None:
     """Write posterior samples as an XSPEC chain file (``chain load`` layout).
 
     Parameters
@@ -179,8 +215,10 @@ def export_samples(path, samples, parameters, stat, *, walkers: int = 1,
         Fit statistic of each sample (``Session.statistic_function()``).
     walkers : int
         ``NWALKERS``; 1 for independent draws.
+    statistic : str
+        Name of the statistic column's statistic (``"C-Statistic"``, ``"W-Statistic"``).
     """
     params = tuple(parameters)
     write_chain_file(path, samples, stat, names=[p.name for p in params],
                      indices=[p.index for p in params], units=[p.unit for p in params],
-                     walkers=walkers, overwrite=overwrite)
+                     walkers=walkers, statistic=statistic, overwrite=overwrite)

@@ -33,6 +33,7 @@ from ..ogip import split_row_suffix
 from ..parameters import ParameterSpec
 from ..session import Session
 from ..spectrum import load_spectrum
+from ..xslibrary import ModelUnavailableError
 from ..xsmodels import Model, ModelError
 from ._access import JointGroupsError, PyXspecError, xspec_module
 from .state import model_groups
@@ -83,6 +84,24 @@ class XspecModel:
 
     def free_values(self) -> np.ndarray:
         return np.array([p.value for p in self.free_parameters])
+
+    def index_of(self, name) -> int:
+        """0-based position of a parameter by name (case-insensitive) or 1-based number."""
+        if isinstance(name, (int, np.integer)):
+            if not 1 <= name <= len(self.parameters):
+                raise ModelError(f"parameter number {name} is outside 1..{len(self.parameters)}")
+            return int(name) - 1
+        for i, p in enumerate(self.parameters):
+            if p.name.lower() == str(name).lower():
+                return i
+        raise ModelError(f"no parameter {name!r} in model {self.expression!r}; known: "
+                         + ", ".join(p.name for p in self.parameters))
+
+    def __getitem__(self, name) -> ParameterSpec:
+        return self.parameters[self.index_of(name)]
+
+    def probe(self, settings=None) -> None:
+        """Nothing to probe: XSPEC evaluates this model, not the embedded library."""
 
     def evaluate(self, energy_edges, theta):
         raise ModelError(f"model {self.expression!r} is evaluated by XSPEC only ({self.reason}); "
@@ -211,10 +230,12 @@ def _check_groups(groups: dict) -> None:
             + ", ".join(differ))
 
 
-def _model(expression: str, params: tuple):
+def _model(expression: str, params: tuple, settings):
+    """The engine's Model, or an :class:`XspecModel` when the engine refuses or cannot run it."""
     try:
         model = Model(expression, params)
-    except ModelError as exc:
+        model.probe(settings)   # a component whose data files are missing here
+    except (ModelError, ModelUnavailableError) as exc:
         return XspecModel(expression, params, reason=str(exc))
     return model
 
@@ -231,7 +252,9 @@ def read_session(xspec=None) -> Session:
     -------
     Session
         Spectra in ``AllData`` order, the model of data group 1 (an
-        :class:`XspecModel` when the embedded engine cannot evaluate it),
+        :class:`XspecModel` when the embedded engine cannot evaluate it:
+        then ``session.simulator()`` lets XSPEC fold the model, see
+        :class:`~xspec_sbi.pyxspec.XspecPathSimulator`),
         ``Xset.abund``/``Xset.xsect`` and the statistic; ``origin="pyxspec"``.
 
     Raises
@@ -262,4 +285,9 @@ def read_session(xspec=None) -> Session:
     records = read_spectra_records(xs)
     spectra = tuple(_load(r) for r in records)
     settings = xslibrary.XspecSettings(str(xs.Xset.abund).strip(), str(xs.Xset.xsect).strip())
-    return Session(spectra, _model(expression, groups[1]), settings, "cstat", origin="pyxspec")
+    model = _model(expression, groups[1], settings)
+    factory = None
+    if isinstance(model, XspecModel):
+        from .xspec_path import XspecPathFactory  # noqa: PLC0415 - xspec_path imports this module
+        factory = XspecPathFactory(xs)
+    return Session(spectra, model, settings, "cstat", origin="pyxspec", simulator_factory=factory)

@@ -30,7 +30,8 @@ from ._access import PyXspecError, backend_name, resolve_backend, xspec_module
 from .reader import XspecModel, read_parameters, read_spectra_records
 from .state import preserved_state
 
-__all__ = ["XspecPathSimulator", "xspec_path_simulator", "choose_simulator", "save_session_text"]
+__all__ = ["XspecPathSimulator", "XspecPathFactory", "xspec_path_simulator", "choose_simulator",
+           "save_session_text"]
 
 # Session restored in this (worker) process: (backend, digest) -> module.
 _RESTORED: dict = {}
@@ -169,14 +170,44 @@ class XspecPathSimulator:
             os.chdir(self.cwd)
             try:
                 xs.Xset.restore(path)
+                restored = [p.index for p in read_parameters(xs.AllModels(1), 1) if p.free]
+            except Exception as exc:  # XSPEC raises bare Exceptions
+                raise PyXspecError(
+                    f"a worker process could not rebuild the XSPEC session of model "
+                    f"{self.model.expression!r} from Xset.save's file ({exc}). Local models "
+                    "added with AllModels.addPyMod (or lmod) exist only in the process that "
+                    "added them: run with workers=1 (sbi_fit(..., workers=1))") from exc
             finally:
                 os.chdir(here)
+        if tuple(restored) != self.free_indices:
+            raise PyXspecError(f"a worker process rebuilt model {self.model.expression!r} with "
+                               f"free parameters {tuple(restored)}, not {self.free_indices}; "
+                               "run with workers=1")
         # The saved file should carry them; set them anyway, they change model values.
         xs.Xset.abund = self.settings.abund
         xs.Xset.xsect = self.settings.xsect
         _RESTORED.clear()
         _RESTORED[key] = xs
         return xs
+
+
+class XspecPathFactory:
+    """``(session, use_background) -> simulator`` through XSPEC: a Session's ``simulator_factory``.
+
+    Parameters
+    ----------
+    xspec : module
+        The live PyXspec module (or its test double) the session was read from.
+    """
+
+    def __init__(self, xspec):
+        self.xspec = xspec
+
+    def __call__(self, session, use_background: bool = True):
+        return xspec_path_simulator(session, self.xspec, use_background)
+
+    def __repr__(self):
+        return f"XspecPathFactory({getattr(self.xspec, '__name__', type(self.xspec).__name__)})"
 
 
 def xspec_path_simulator(session, xspec=None, use_background: bool = True):
@@ -228,4 +259,6 @@ def choose_simulator(session, xspec=None, prefer: str | None = None, use_backgro
     elif prefer == "engine":
         raise ModelError(f"the engine cannot evaluate {session.model.expression!r}: "
                          f"{session.model.reason}")
+    if xspec is None and isinstance(session.simulator_factory, XspecPathFactory):
+        xspec = session.simulator_factory.xspec   # the module the session was read from
     return xspec_path_simulator(session, xspec, use_background)
