@@ -298,3 +298,21 @@ def test_zero_weights_and_bad_inputs():
         cstat_log_like_constant([1.0, -2.0])
     with pytest.raises(ImportanceError, match="log_weights"):
         pareto_smooth(np.array([0.0, np.nan, 1.0]))
+
+
+def test_tail_weights_spanning_hundreds_of_nats_do_not_break_psis():
+    # A badly trained network gives log weights spread over ~1000 nats.
+    from xspec_sbi.importance import importance_correct
+    rng = np.random.default_rng(0)
+    n = 2000
+    theta = rng.normal(size=(n, 1))
+    log_q = np.zeros(n)
+    log_like = -np.abs(rng.standard_cauchy(n)) * 300.0
+    r = importance_correct(theta, log_q, np.zeros(n), log_like, rng=1)
+    assert np.all(np.isfinite(r.weights)) and abs(r.weights.sum() - 1) < 1e-9
+    assert not r.reliable and r.advice
+    # scale equivariance of the GPD fit, which the rescaling relies on
+    from xspec_sbi.importance import fit_generalized_pareto
+    x = np.random.default_rng(2).pareto(2.0, 500)
+    a, b = fit_generalized_pareto(x), fit_generalized_pareto(x * 1e-200)
+    assert a.k == pytest.approx(b.k, rel=1e-9) and a.sigma * 1e-200 == pytest.approx(b.sigma, rel=1e-9)

@@ -141,6 +141,10 @@ def fit_generalized_pareto(exceedances, *, weakly_informative_prior: bool = True
     m = x.size
     if x[-1] <= 0:
         raise ImportanceError("fit_generalized_pareto: all exceedances are zero")
+    # The GPD is scale-equivariant: fit x / x_max (weights spanning hundreds of
+    # nats would otherwise overflow the grid) and scale sigma back.
+    scale = x[-1]
+    x = x / scale
     x_q = x[int(math.floor(m / 4 + 0.5)) - 1]
     if x_q <= 0:
         # Ties at the threshold: the first positive value keeps the grid finite.
@@ -155,7 +159,7 @@ def fit_generalized_pareto(exceedances, *, weakly_informative_prior: bool = True
     prof = np.where(np.isfinite(prof), prof, -np.inf)
     b_hat = float(np.sum(b * np.exp(prof - logsumexp(prof))))
     k = float(np.mean(np.log1p(-b_hat * x)))
-    sigma = -k / b_hat if b_hat != 0.0 else float(np.mean(x))
+    sigma = (-k / b_hat if b_hat != 0.0 else float(np.mean(x))) * scale
     if weakly_informative_prior:
         k = (m * k + _K_PRIOR_WEIGHT * _K_PRIOR_CENTRE) / (m + _K_PRIOR_WEIGHT)
     return ParetoFit(k=k, sigma=float(sigma), n_tail=m)
@@ -222,8 +226,11 @@ def pareto_smooth(log_weights) -> tuple[np.ndarray, float, int]:
         return lw, -math.inf, m
     exp_cut = math.exp(cutoff)
     fit = fit_generalized_pareto(np.exp(tail) - exp_cut)
+    if not (math.isfinite(fit.k) and math.isfinite(fit.sigma)):
+        return lw, math.inf, m     # no usable tail fit: keep raw weights, flag unreliable
     p = (np.arange(1, m + 1) - 0.5) / m
-    q = _gpd_quantile(p, fit.k, fit.sigma) + exp_cut
+    with np.errstate(over="ignore"):
+        q = _gpd_quantile(p, fit.k, fit.sigma) + exp_cut
     with np.errstate(divide="ignore"):
         smoothed_tail = np.minimum(np.log(q), 0.0)
     out = lw.copy()
