@@ -121,3 +121,24 @@ def test_chi_square_sessions_are_refused(session):
 def test_norm_without_prior_is_refused_with_advice(session):
     with pytest.raises(ValueError, match=r"powerlaw\.norm.*prior="):
         sbi_fit(session, progress=False)
+
+
+def test_observation_from_another_model_is_flagged(result, session):
+    # The trained tbabs*powerlaw network meets a spectrum with a strong 6.4 keV line.
+    import dataclasses
+    from xspec_sbi.simulate import fakeit_spectrum
+    from xspec_sbi.xsmodels import Model
+    r, path = result
+    line = Model("tbabs*(powerlaw+gaussian)").set(**{
+        "TBabs.nH": 0.2, "powerlaw.PhoIndex": 1.7, "powerlaw.norm": 1.0,
+        "gaussian.LineE": 6.4, "gaussian.Sigma": 0.05, "gaussian.norm": 0.05})
+    spec = fakeit_spectrum(session.spectra[0], line, line.free_values(), np.random.default_rng(5))
+    odd = dataclasses.replace(session, spectra=(spec,))
+    flagged = sbi_fit(odd, prior=table1_prior(1), network=path, mcmc=False, n_samples=1000,
+                      seed=2, progress=False, config=FAST)
+    p_odd = float(flagged.trust["posterior predictive p-value"].split()[0])
+    p_ok = float(r.trust["posterior predictive p-value"].split()[0])
+    assert p_odd < 0.01 < p_ok
+    assert "warning" in flagged.table().lower() or "p-value" in flagged.table()
+    # the exact likelihood check runs on every fit and reports its diagnostics
+    assert r.correction is not None and 0 < r.correction.ess_fraction <= 1

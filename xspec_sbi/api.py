@@ -188,7 +188,7 @@ def sbi_fit(session: Session | None = None, *, spectra=None, model=None, ignore=
             return simulate(sim, theta, seed=int(r.integers(2**63 - 1)), executor=pool,
                             progress=progress and theta.shape[0] >= 2000)
 
-        proposal = restriction = None
+        proposal = restriction = x_train = None
         if network is not None:
             posterior = NeuralPosterior.load(network, fingerprint, device=device)
             _log(progress, f"loaded trained posterior from {network}")
@@ -211,6 +211,7 @@ def sbi_fit(session: Session | None = None, *, spectra=None, model=None, ignore=
                 _log(progress, f"simulating {n_simulations} spectra"
                      + (" from the restricted prior" if proposal is not None else ""))
                 theta, x = simulate_training_set(simulate_fn, proposal or box, n_simulations, rng=rng)
+                x_train = x
                 timings["simulation"] = time.perf_counter() - t0
                 t0 = time.perf_counter()
                 _log(progress, f"training {cfg.estimator} on {n_simulations} simulations")
@@ -236,7 +237,7 @@ def sbi_fit(session: Session | None = None, *, spectra=None, model=None, ignore=
         best = samples[int(np.argmin(stats_at))]
         median = np.median(samples, axis=0)
         goodness = stat_fn.goodness(best)
-        trust = _trust(posterior, x_obs, samples, sim, stat_fn, rng, restriction)
+        trust = _trust(x_train, x_obs, samples, sim, stat_fn, rng)
 
         chain = chain_fit = chain_good = None
         if mcmc:
@@ -332,13 +333,12 @@ def _correct(raw, posterior, box, stat_fn, x_obs, sim, rng):
     return importance_correct(raw, log_q, log_prior, log_like, rng, log_like_constant=const)
 
 
-def _trust(posterior, x_obs, samples, sim, stat_fn, rng, restriction):
-    from .trust import ppc_pvalue
+def _trust(x_train, x_obs, samples, sim, stat_fn, rng):
+    """Out-of-distribution check against the training spectra, and the posterior predictive p-value."""
+    from .trust import ood_check, ppc_pvalue
     out = {}
-    training = getattr(posterior, "training_x", None)
-    if training is not None:
-        from .trust import ood_check
-        out["out-of-distribution"] = ood_check(x_obs, training).warning
+    if x_train is not None:   # single-round training in this call
+        out["out-of-distribution"] = ood_check(x_obs, x_train).warning
     median = np.median(samples, axis=0)
 
     def stat_data(x, theta):
