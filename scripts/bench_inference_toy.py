@@ -7,7 +7,7 @@ about 20000 counts for (nH, PhoIndex, norm) = (0.2, 1.7, 1). The prior is Table 
 set-up 1, truncated to parameters whose expected total counts lie in a window
 (the paper's restricted prior, here with an exact region).
 
-    .venv/bin/python scripts/bench_inference_toy.py --threads 2
+    .venv/bin/python scripts/bench_inference_toy.py --threads 1
 """
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def expected_counts(theta: np.ndarray, exposure: float) -> np.ndarray:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--n-train", type=int, default=10_000)
     ap.add_argument("--n-test", type=int, default=500)
     ap.add_argument("--n-samples", type=int, default=1000)
@@ -52,6 +52,8 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=NPEConfig.batch_size)
     ap.add_argument("--lr", type=float, default=NPEConfig.learning_rate)
     ap.add_argument("--patience", type=int, default=NPEConfig.patience)
+    ap.add_argument("--theta-map", default=NPEConfig.theta_map)
+    ap.add_argument("--ensemble", type=int, default=NPEConfig.ensemble_size)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
@@ -72,7 +74,8 @@ def main() -> None:
     theta_t, x_t = simulate_training_set(simulate, proposal, args.n_test, rng=rng)
     config = NPEConfig(estimator=args.estimator, x_transform=args.x_transform, pca_variance=args.pca,
                        embedding=args.embedding, batch_size=args.batch_size, learning_rate=args.lr,
-                       patience=args.patience)
+                       patience=args.patience, theta_map=args.theta_map, ensemble_size=args.ensemble,
+                       num_threads=args.threads)
     print(f"threads={torch.get_num_threads()} exposure={exposure:.1f} s  prior acceptance="
           f"{proposal.acceptance:.3f}  test counts median={np.median(x_t.sum(1)):.0f}")
     print(f"config: {config}")

@@ -89,7 +89,8 @@ def _total_source_counts(sim, x):
 
 def sbi_fit(session: Session | None = None, *, spectra=None, model=None, ignore=None,
             prior=None, restrict="cstat", n_simulations: int = 10_000, rounds: int = 1,
-            simulations_per_round: int = 1000, estimator: str = "maf", x_transform: str = "log1p",
+            simulations_per_round: int = 1000, estimator: str | None = None,
+            x_transform: str | None = None,
             pca: float | None = None, n_samples: int = 10_000, correct: bool = True,
             mcmc: bool | None = None, chain_length: int = 50_000, chain_burn: int = 5_000,
             walkers: int = 8, seed: int = 0, workers: int | None = None, executor=None,
@@ -119,7 +120,9 @@ def sbi_fit(session: Session | None = None, *, spectra=None, model=None, ignore=
         Training simulations (single round).
     rounds, simulations_per_round : int
         ``rounds > 1``: multi-round (truncated sequential) NPE for this observation.
-    estimator, x_transform, pca : see :class:`~xspec_sbi.npe.NPEConfig`
+    estimator, x_transform, pca : optional
+        See :class:`~xspec_sbi.npe.NPEConfig` (default: its measured choice, a
+        calibrated conditional MAF on log1p counts, no PCA).
     n_samples : int
         Posterior samples returned.
     correct : bool
@@ -172,7 +175,11 @@ def sbi_fit(session: Session | None = None, *, spectra=None, model=None, ignore=
     x_obs = session.observed()
     stat_fn = session.statistic_function(sim)
     rng = np.random.default_rng(seed)
-    cfg = config or NPEConfig(estimator=estimator, x_transform=x_transform, pca_variance=pca)
+    if config is None:
+        chosen = {k: v for k, v in dict(estimator=estimator, x_transform=x_transform,
+                                         pca_variance=pca).items() if v is not None}
+        config = NPEConfig(**chosen)
+    cfg = config
     fingerprint = network_fingerprint(session, box, cfg)
     single = len(session.spectra) == 1
     mcmc = single if mcmc is None else mcmc

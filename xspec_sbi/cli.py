@@ -165,8 +165,9 @@ def _setup_options(p: argparse.ArgumentParser) -> None:
                    help="restricted prior: counts:LO-HI, cstat:F, coarse:N or none")
     s.add_argument("--rounds", type=int, default=1, metavar="N",
                    help="rounds of truncated sequential NPE (>1: posterior for this observation only)")
-    s.add_argument("--estimator", default="zuko_maf", metavar="NAME",
-                   help="flow: zuko_maf, maf, nsf, zuko_nsf, ... (see NPEConfig)")
+    s.add_argument("--estimator", default=None, metavar="NAME",
+                   help="flow: cmaf (default: calibrated conditional MAF), zuko_maf, maf, nsf, ... "
+                        "(see NPEConfig)")
     s.add_argument("--max-epochs", type=int, default=1000, metavar="N", help="training epochs at most")
     s.add_argument("--seed", type=int, default=0, metavar="N", help="seeds every random draw of the run")
     s.add_argument("--workers", type=int, metavar="N", help="simulation processes (default: all cores)")
@@ -400,7 +401,10 @@ def _npe_config(args):
     if network and (Path(network) / SETUP_NAME).is_file():
         # a saved network is checked against the settings it was trained with
         return NPEConfig(**load_setup(network)["npe_config"])
-    return NPEConfig(estimator=args.estimator, x_transform="log1p", max_epochs=args.max_epochs)
+    chosen = {"max_epochs": args.max_epochs}
+    if args.estimator:
+        chosen["estimator"] = args.estimator
+    return NPEConfig(**chosen)
 
 
 def _run_sbi(args, say, *, save, network=None, mcmc=False, n_samples, correct, chain=None):
