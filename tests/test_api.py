@@ -17,13 +17,13 @@ FAST = NPEConfig(max_epochs=60, patience=10)
 
 @pytest.fixture(scope="module")
 def session():
-    return reference_session(20000, seed=3)[0]
+    return reference_session(2000, seed=3)[0]
 
 
 @pytest.fixture(scope="module")
 def result(session, tmp_path_factory):
     path = tmp_path_factory.mktemp("net") / "network"
-    return sbi_fit(session, prior=table1_prior(1), restrict="counts:10000-100000",
+    return sbi_fit(session, prior=table1_prior(1), restrict="counts:1000-10000",
                    n_simulations=2000, n_samples=2000, chain_length=4000, chain_burn=800,
                    seed=7, workers=2, config=FAST, save=path, progress=False), path
 
@@ -131,7 +131,7 @@ def test_observation_from_another_model_is_flagged(result, session):
     r, path = result
     line = Model("tbabs*(powerlaw+gaussian)").set(**{
         "TBabs.nH": 0.2, "powerlaw.PhoIndex": 1.7, "powerlaw.norm": 1.0,
-        "gaussian.LineE": 6.4, "gaussian.Sigma": 0.05, "gaussian.norm": 0.05})
+        "gaussian.LineE": 6.4, "gaussian.Sigma": 0.05, "gaussian.norm": 0.2})
     spec = fakeit_spectrum(session.spectra[0], line, line.free_values(), np.random.default_rng(5))
     odd = dataclasses.replace(session, spectra=(spec,))
     flagged = sbi_fit(odd, prior=table1_prior(1), network=path, mcmc=False, n_samples=1000,

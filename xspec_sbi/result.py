@@ -111,6 +111,9 @@ class SBIResult:
                          f"{abs(s.median - c.median) / sd if sd > 0 else np.nan:>8.2f}{ratio:>7.2f}")
             rows.append(line)
         rows.append("")
+        if self.correction is not None and self.correction.reliable:
+            rows.append("SBI samples are the network's, reweighted by the exact likelihood "
+                        "(importance sampling, reliable here)")
         rows.append(f"{self.statistic} at SBI median: {self.stat_median:.2f}; "
                     f"at best SBI sample: {self.stat_best:.2f}")
         rows.append(f"SBI best sample: {self.goodness}")
