@@ -14,3 +14,18 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data folder {SHARED_DATA} is absent (a clone without ../shared)")
     return SHARED_DATA
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread():
+    """Small networks: a second torch thread only adds synchronisation, and on a
+    busy 2-core machine it spins and slows training tenfold."""
+    try:
+        import torch
+    except ImportError:
+        yield
+        return
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)

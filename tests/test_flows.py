@@ -10,14 +10,6 @@ import torch
 from xspec_sbi.flows import MADE, ConditionalMAF, FlowError
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny matmuls: a second thread only adds synchronisation (and spins on a busy machine).
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 
 def scrambled_flow(n_dim=3, n_features=4, seed=0, **kw):
     """A flow with random weights far from the identity start."""

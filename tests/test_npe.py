@@ -27,14 +27,6 @@ GPRIOR = BoxPrior((ParameterPrior("a", "uniform", 0.0, 1.0), ParameterPrior("b",
 SMALL = NPEConfig(x_transform="none", embedding=None, patience=10, max_epochs=60)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Small networks: a second torch thread only adds synchronisation (and spins on a busy machine).
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 
 def gauss_sim(theta, rng):
     return theta + SIGMA * rng.standard_normal(theta.shape)

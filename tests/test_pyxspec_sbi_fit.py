@@ -15,7 +15,6 @@ import pickle
 
 import numpy as np
 import pytest
-import torch
 
 from pyxspec_double import PyXspecTestDouble
 from xspec_sbi import pyxspec as px
@@ -32,15 +31,6 @@ PRIOR = {"TBabs.nH": ("uniform", 0.0, 1.0), "powerlaw.PhoIndex": ("uniform", 1.0
 TINY = dict(n_simulations=500, n_samples=300, chain_length=800, chain_burn=200, restrict=None,
             config=NPEConfig(max_epochs=20), workers=1, progress=False, seed=3)
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    # On a shared 2-core machine torch's intra-op threads oversubscribe the
-    # cores and training slows down tenfold; one thread is plenty for 500 spectra.
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
 
 
 def _pn_double(shared_data):

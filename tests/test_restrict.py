@@ -2,7 +2,6 @@
 inference, and the leakage test (the final posterior is the user-prior posterior)."""
 import numpy as np
 import pytest
-import torch
 from scipy import stats
 
 from xspec_sbi.npe import NPEConfig, fit_single_round
@@ -21,14 +20,6 @@ E_MID, DE = np.sqrt(E[1:] * E[:-1]), np.diff(E)
 PL = BoxPrior((ParameterPrior("powerlaw.PhoIndex", "uniform", 0.5, 2.5),
                ParameterPrior("powerlaw.norm", "log", 0.01, 100.0)))
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Small networks: a second torch thread only adds synchronisation (and spins on a busy machine).
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def pl_expected(theta):
