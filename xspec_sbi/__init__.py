@@ -1,13 +1,22 @@
 """xspec_sbi: simulation-based inference for X-ray spectral fitting.
 
 >>> import xspec_sbi
->>> result = xspec_sbi.sbi_fit(spectra="src.pha", model="tbabs*powerlaw", ignore="**-0.3 10.-**")
+>>> result = xspec_sbi.sbi_fit(spectra="src.pha", model="tbabs*powerlaw", ignore="**-0.3 10.-**",
+...                            prior={"powerlaw.norm": ("log", 0.01, 100)})
 >>> print(result.table())
 """
 __version__ = "0.1.0"
 
 from .session import Session  # noqa: E402
 from .result import SBIResult  # noqa: E402
-from .api import sbi_fit  # noqa: E402
 
 __all__ = ["sbi_fit", "Session", "SBIResult", "__version__"]
+
+
+def __getattr__(name):
+    # sbi_fit brings torch and sbi; the engine (spectra, models, fakeit, fit,
+    # chain) stays importable without them.
+    if name == "sbi_fit":
+        from .api import sbi_fit
+        return sbi_fit
+    raise AttributeError(f"module 'xspec_sbi' has no attribute {name!r}")

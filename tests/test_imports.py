@@ -1,0 +1,28 @@
+"""Every module imports on its own (no cycles), and the engine does not pull in torch."""
+import importlib
+import pkgutil
+import subprocess
+import sys
+
+import xspec_sbi
+
+ENGINE = ["ogip", "response", "spectrum", "xslibrary", "xsmodels", "folding", "simulate",
+          "objective", "stats", "fit", "mcmc", "chainfile", "session", "result", "reference"]
+
+
+def test_every_module_imports():
+    names = [m.name for m in pkgutil.walk_packages(xspec_sbi.__path__, "xspec_sbi.")]
+    assert "xspec_sbi.api" in names and "xspec_sbi.pyxspec" in names
+    for name in names:
+        importlib.import_module(name)
+
+
+def test_engine_is_free_of_torch():
+    code = ("import sys\n"
+            + "".join(f"import xspec_sbi.{m}\n" for m in ENGINE)
+            + "import xspec_sbi\n"
+            + "print('torch' in sys.modules, 'sbi' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "False"]
+    assert callable(xspec_sbi.sbi_fit)
