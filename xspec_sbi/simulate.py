@@ -25,11 +25,52 @@ import numpy as np
 from . import xslibrary
 from .folding import Transfer, build_transfer
 
-__all__ = ["Simulator", "JointSimulator", "SimulatorPool", "simulate", "make_pool", "fakeit_spectrum"]
+__all__ = ["FakeitDraws", "Simulator", "JointSimulator", "SimulatorPool", "simulate", "make_pool", "fakeit_spectrum"]
+
+
+class FakeitDraws:
+    """fakeit's draws given the folded source model, shared by every simulator.
+
+    A subclass provides ``n_bins``, ``expected_source(theta)``, ``model`` and
+    the attributes ``background_counts`` / ``background_scale`` (None without
+    a background).
+    """
+
+    @property
+    def has_background(self) -> bool:
+        return self.background_counts is not None
+
+    @property
+    def n_outputs(self) -> int:
+        """Length of one simulated data vector: source bins, then background bins if any."""
+        return self.n_bins * (2 if self.has_background else 1)
+
+    def expected(self, theta) -> np.ndarray:
+        """Mean of the fake source spectrum (n_batch, n_bins): model plus scaled background."""
+        mu = self.expected_source(theta)
+        if self.has_background:
+            mu = mu + self.background_scale * self.background_counts
+        return mu
+
+    def __call__(self, theta, rng: np.random.Generator) -> np.ndarray:
+        """Fake spectra, shape (n_batch, n_outputs), counts.
+
+        Source counts first; with a background, the fake background counts follow.
+        """
+        mu = self.expected(theta)
+        if not np.all(np.isfinite(mu)) or np.any(mu < 0):
+            bad = np.flatnonzero(~np.all(np.isfinite(mu) & (mu >= 0), axis=1))[0]
+            raise ValueError(f"model {self.model.expression} gives invalid expected counts "
+                             f"for parameters {np.atleast_2d(theta)[bad].tolist()}")
+        src = rng.poisson(mu).astype(np.float64)
+        if not self.has_background:
+            return src
+        bkg = rng.poisson(np.broadcast_to(self.background_counts, mu.shape)).astype(np.float64)
+        return np.concatenate([src, bkg], axis=1)
 
 
 @dataclass(frozen=True)
-class Simulator:
+class Simulator(FakeitDraws):
     """fakeit for one spectrum set-up: ``(theta, rng) -> counts``.
 
     Parameters
@@ -68,43 +109,11 @@ class Simulator:
     def n_bins(self) -> int:
         return self.transfer.n_bins
 
-    @property
-    def has_background(self) -> bool:
-        return self.background_counts is not None
-
-    @property
-    def n_outputs(self) -> int:
-        """Length of one simulated data vector: source bins, then background bins if any."""
-        return self.n_bins * (2 if self.has_background else 1)
-
     def expected_source(self, theta) -> np.ndarray:
         """Folded model counts (n_batch, n_bins), without background."""
         xslibrary.configure(self.settings)
         flux = self.model.evaluate(self.transfer.energy_edges, theta)
         return self.transfer.fold(flux)
-
-    def expected(self, theta) -> np.ndarray:
-        """Mean of the fake source spectrum (n_batch, n_bins): model plus scaled background."""
-        mu = self.expected_source(theta)
-        if self.has_background:
-            mu = mu + self.background_scale * self.background_counts
-        return mu
-
-    def __call__(self, theta, rng: np.random.Generator) -> np.ndarray:
-        """Fake spectra, shape (n_batch, n_outputs), counts.
-
-        Source counts first; with a background, the fake background counts follow.
-        """
-        mu = self.expected(theta)
-        if not np.all(np.isfinite(mu)) or np.any(mu < 0):
-            bad = np.flatnonzero(~np.all(np.isfinite(mu) & (mu >= 0), axis=1))[0]
-            raise ValueError(f"model {self.model.expression} gives invalid expected counts "
-                             f"for parameters {np.atleast_2d(theta)[bad].tolist()}")
-        src = rng.poisson(mu).astype(np.float64)
-        if not self.has_background:
-            return src
-        bkg = rng.poisson(np.broadcast_to(self.background_counts, mu.shape)).astype(np.float64)
-        return np.concatenate([src, bkg], axis=1)
 
 
 @dataclass(frozen=True)

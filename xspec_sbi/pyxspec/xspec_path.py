@@ -23,7 +23,7 @@ import tempfile
 
 import numpy as np
 
-from ..simulate import JointSimulator
+from ..simulate import FakeitDraws, JointSimulator
 from ..xslibrary import ModelUnavailableError
 from ..xsmodels import ModelError
 from ._access import PyXspecError, backend_name, resolve_backend, xspec_module
@@ -46,7 +46,7 @@ def save_session_text(xs) -> str:
             return f.read()
 
 
-class XspecPathSimulator:
+class XspecPathSimulator(FakeitDraws):
     """fakeit of one spectrum with XSPEC evaluating the model: ``(theta, rng) -> counts``.
 
     Build it with :func:`xspec_path_simulator` or :func:`choose_simulator`.
@@ -102,14 +102,6 @@ class XspecPathSimulator:
     def n_bins(self) -> int:
         return int(self.areascal.size)
 
-    @property
-    def has_background(self) -> bool:
-        return self.background_counts is not None
-
-    @property
-    def n_outputs(self) -> int:
-        return self.n_bins * (2 if self.has_background else 1)
-
     def expected_source(self, theta) -> np.ndarray:
         """XSPEC's folded model counts (n_batch, n_bins), without background."""
         theta = np.atleast_2d(np.asarray(theta, dtype=np.float64))
@@ -121,24 +113,6 @@ class XspecPathSimulator:
             with preserved_state(xs):
                 return self._fold_rows(xs, theta)
         return self._fold_rows(self._restored(), theta)
-
-    def expected(self, theta) -> np.ndarray:
-        """Mean of the fake source spectrum (n_batch, n_bins): model plus scaled background."""
-        mu = self.expected_source(theta)
-        if self.has_background:
-            mu = mu + self.background_scale * self.background_counts
-        return mu
-
-    def __call__(self, theta, rng: np.random.Generator) -> np.ndarray:
-        """Fake spectra (n_batch, n_outputs): source counts, then background counts."""
-        mu = self.expected(theta)
-        if not np.all(np.isfinite(mu)) or np.any(mu < 0):
-            raise ValueError(f"XSPEC model {self.model.expression} gives invalid expected counts")
-        src = rng.poisson(mu).astype(np.float64)
-        if not self.has_background:
-            return src
-        bkg = rng.poisson(np.broadcast_to(self.background_counts, mu.shape)).astype(np.float64)
-        return np.concatenate([src, bkg], axis=1)
 
     # -- XSPEC ------------------------------------------------------------
     def _fold_rows(self, xs, theta) -> np.ndarray:
