@@ -70,7 +70,8 @@ def summary_dict(result) -> dict:
         d["likelihood_correction"] = {"ess_fraction": c.ess_fraction, "pareto_k": c.pareto_k,
                                       "log_evidence": c.log_evidence,
                                       "log_evidence_se": c.log_evidence_se,
-                                      "reliable": c.reliable, "advice": c.advice}
+                                      "reliable": c.reliable, "advice": c.advice,
+                                      "warning": c.warning}
     return _jsonable(d)
 
 

@@ -125,7 +125,7 @@ class SBIResult:
             c = self.correction
             rows.append(f"likelihood check: ESS {100 * c.ess_fraction:.1f}% , Pareto k {c.pareto_k:.2f}, "
                         f"log evidence {c.log_evidence:.2f} +/- {c.log_evidence_se:.2f}"
-                        + ("" if c.reliable else f"  -> {c.advice}"))
+                        + (f"  -> {c.warning}" if c.warning else ""))
         if self.xspec is not None:
             rows.append(str(self.xspec))
         for key, value in self.trust.items():
