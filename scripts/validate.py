@@ -36,6 +36,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from validation.common import TARGETS, budgets  # noqa: E402
+from validation.summary import summary_markdown  # noqa: E402
 
 # study name -> module in scripts/validation that defines study_<name>
 STUDIES = {"regimes": "simulated", "multiround": "simulated", "local_minima": "local_minima",
@@ -55,6 +56,7 @@ def write_markdown(metrics, out: Path):
              f"Mode: {'quick (small budgets: numbers are a smoke test, not the measurement)' if quick else 'full'}.",
              "NICER set-ups use a NICER-like response: the real NICER ARF with a Gaussian "
              "redistribution of NICER XTI's resolution, because NICER's RMF is not available here.", ""]
+    lines += ["## Summary against the targets", "", summary_markdown(metrics), ""]
     for key, m in metrics.items():
         if key in ("mode", "targets", "seconds"):
             continue

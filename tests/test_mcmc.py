@@ -174,3 +174,13 @@ def test_chain_file_model_names_and_bad_files(tmp_path):
     with pytest.raises(ChainFileError, match="multiple of walkers"):
         write_chain_file(tmp_path / "w.fits", np.ones((3, 1)), np.ones(3), names=["a"],
                          indices=[1], walkers=2)
+
+
+def test_default_walkers_follow_xspec_and_grow_with_the_free_parameters():
+    from xspec_sbi.mcmc import resolve_walkers
+    assert resolve_walkers(None, 5000, 50000, 3) == (8, 5000, 50000)
+    # five free parameters (tbabs*(powerlaw+bbodyrad)) need ten walkers; counts stay multiples
+    with pytest.warns(UserWarning, match="10 walkers"):
+        assert resolve_walkers(None, 5000, 50000, 5) == (10, 5000, 50000)
+    with pytest.warns(UserWarning):
+        assert resolve_walkers(None, 5004, 50004, 6) == (12, 5004, 50004)

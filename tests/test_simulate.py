@@ -136,6 +136,22 @@ def test_wstat_objective_with_background(shared_data):
     np.testing.assert_allclose(stat(theta), want)
 
 
+def test_statistic_of_rows_matches_one_statistic_per_row(shared_data):
+    # the vectorised form used by the posterior predictive check, against one objective per row
+    spec = load_spectrum(shared_data / "swift_xrt_grb110731a/grb110731a_src.pha").ignore("bad")
+    sim = Simulator.from_spectrum(spec, Model("tbabs*powerlaw"))
+    theta = np.array([[0.3, 1.8, 1.0], [0.5, 2.2, 0.5], [0.1, 1.5, 2.0]])
+    x = sim(theta, np.random.default_rng(4))
+    want = [PoissonStatistic(sim, xi)(ti[None])[0] for xi, ti in zip(x, theta)]
+    np.testing.assert_allclose(PoissonStatistic.of_rows(sim, x, theta), want, rtol=1e-12)
+    no_bkg = Simulator.from_spectrum(spec.with_background(None), Model("tbabs*powerlaw"))
+    xs = no_bkg(theta, np.random.default_rng(5))
+    want = [PoissonStatistic(no_bkg, xi)(ti[None])[0] for xi, ti in zip(xs, theta)]
+    np.testing.assert_allclose(PoissonStatistic.of_rows(no_bkg, xs, theta), want, rtol=1e-12)
+    with pytest.raises(ValueError, match="shape"):
+        PoissonStatistic.of_rows(sim, x[:2], theta)
+
+
 def test_fakeit_spectrum_channels_sum_to_the_binned_expectation(reference):
     model = Model("tbabs*powerlaw")
     from xspec_sbi.simulate import fakeit_spectrum

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from . import xslibrary
+from .mcmc import resolve_walkers
 from .importance import cstat_log_like_constant, importance_correct, wstat_log_like_constant
 from .npe import NeuralPosterior, NPEConfig, fit_multi_round, fit_single_round, simulate_training_set, train_npe
 from .priors import build_prior
@@ -93,7 +94,7 @@ def sbi_fit(session: Session | None = None, *, spectra=None, model=None, ignore=
             x_transform: str | None = None,
             pca: float | None = None, n_samples: int = 10_000, correct: bool = True,
             mcmc: bool | None = None, chain_length: int = 50_000, chain_burn: int = 5_000,
-            walkers: int = 8, seed: int = 0, workers: int | None = None, executor=None,
+            walkers: int | None = None, seed: int = 0, workers: int | None = None, executor=None,
             network=None, save=None, overwrite: bool = False, device: str = "cpu",
             load_chain: bool = False, xspec=None,
             progress: bool = True, config: NPEConfig | None = None) -> SBIResult:
@@ -130,8 +131,12 @@ def sbi_fit(session: Session | None = None, *, spectra=None, model=None, ignore=
         sampling with Pareto smoothing) and report ESS, Pareto k and evidence.
     mcmc : bool, optional
         Run the Goodman-Weare chain (default: on for a single spectrum).
-    chain_length, chain_burn, walkers : int
-        XSPEC's chain settings (total samples over all walkers).
+    chain_length, chain_burn : int
+        XSPEC's chain settings (samples over all walkers).
+    walkers : int, optional
+        Chain walkers (even, at least twice the free parameters). Default:
+        XSPEC's 8, raised to ``2 n_free`` for more than 4 free parameters, with
+        burn and length rounded up to multiples of it (and a warning).
     seed : int
         Seeds every random draw of the run.
     workers : int, optional
@@ -183,6 +188,8 @@ def sbi_fit(session: Session | None = None, *, spectra=None, model=None, ignore=
     fingerprint = network_fingerprint(session, box, cfg)
     single = len(session.spectra) == 1
     mcmc = single if mcmc is None else mcmc
+    if mcmc or session.origin == "pyxspec":
+        walkers, chain_burn, chain_length = resolve_walkers(walkers, chain_burn, chain_length, len(free))
     n_calls = [0]
 
     with ExitStack() as stack:
@@ -342,6 +349,7 @@ def _correct(raw, posterior, box, stat_fn, x_obs, sim, rng):
 
 def _trust(x_train, x_obs, samples, sim, stat_fn, rng):
     """Out-of-distribution check against the training spectra, and the posterior predictive p-value."""
+    from .objective import PoissonStatistic
     from .trust import ood_check, ppc_pvalue
     out = {}
     if x_train is not None:   # single-round training in this call
@@ -349,8 +357,7 @@ def _trust(x_train, x_obs, samples, sim, stat_fn, rng):
     median = np.median(samples, axis=0)
 
     def stat_data(x, theta):
-        # statistic of data rows x (n, n_outputs) at parameters theta (n, k)
-        return np.array([_stat_for(sim, xi, ti) for xi, ti in zip(x, theta)])
+        return PoissonStatistic.of_rows(sim, x, theta)
 
     # The Kaastra check compares x_obs with source-model counts: only defined without background blocks.
     model_counts = None if stat_fn.name == "wstat" else \
@@ -359,11 +366,6 @@ def _trust(x_train, x_obs, samples, sim, stat_fn, rng):
                      model_counts=model_counts)
     out["posterior predictive p-value"] = f"{ppc.p_value:.3f}" + (f" ({ppc.warning})" if ppc.warning else "")
     return out
-
-
-def _stat_for(sim, x, theta):
-    from .objective import PoissonStatistic
-    return float(PoissonStatistic(sim, x)(theta[None, :])[0])
 
 
 def _run_chain(stat_fn, start, box, free, length, burn, walkers, rng, progress):

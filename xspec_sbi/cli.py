@@ -202,7 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "report ESS, Pareto k, evidence")
     g.add_argument("--chain-length", type=int, default=50_000, metavar="N", help="chain length (all walkers)")
     g.add_argument("--chain-burn", type=int, default=5_000, metavar="N", help="burn-in (all walkers)")
-    g.add_argument("--walkers", type=int, default=8, metavar="N", help="chain walkers")
+    g.add_argument("--walkers", type=int, default=None, metavar="N",
+                   help="chain walkers (default: XSPEC's 8, or twice the free parameters when more)")
     g.add_argument("--save-network", metavar="DIR", help="save the trained posterior there")
     g.add_argument("--network", metavar="DIR", help="use a saved posterior instead of training")
     g.add_argument("--out", default="xspec_sbi_report", metavar="DIR", help="report folder")

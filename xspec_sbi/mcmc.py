@@ -41,6 +41,7 @@ __all__ = [
     "XSPEC_DEFAULT_LENGTH",
     "ChainConfigError",
     "ChainResult",
+    "resolve_walkers",
     "log_prior",
     "initial_walkers",
     "run_chain",
@@ -124,7 +125,8 @@ def log_prior(theta, lower, upper, log_uniform=None) -> np.ndarray:
     return np.where(inside, np.sum(logdens, axis=-1), -np.inf)
 
 
-def _resolve_walkers(walkers, burn, length, n_free):
+def resolve_walkers(walkers, burn, length, n_free):
+    """XSPEC's walker rules: ``(walkers, burn, length)``; None gives 8, raised to ``2 n_free``."""
     need = 2 * n_free
     if walkers is None:
         w = max(XSPEC_DEFAULT_WALKERS, need)
@@ -334,7 +336,7 @@ def run_chain(
         raise ChainConfigError(f"burn must be a non-negative integer, got {burn!r}")
     if int(length) != length or length <= 0:
         raise ChainConfigError(f"length must be a positive integer, got {length!r}")
-    w, burn, length = _resolve_walkers(walkers, int(burn), int(length), n_free)
+    w, burn, length = resolve_walkers(walkers, int(burn), int(length), n_free)
 
     def evaluate(theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         lp = log_prior(theta, lower, upper, logu)

@@ -53,10 +53,39 @@ class PoissonStatistic:
         return total
 
     @staticmethod
+    def of_rows(simulator, x, theta) -> np.ndarray:
+        """Statistic of each data row at its own parameters: ``stat(x[i] | theta[i])``.
+
+        Parameters
+        ----------
+        simulator : Simulator or JointSimulator
+        x : ndarray (n, n_outputs), counts
+            Data rows in the simulator's layout (e.g. spectra simulated at ``theta``).
+        theta : ndarray (n, n_free)
+
+        Returns
+        -------
+        ndarray (n,)
+            One folding of all rows, no per-row set-up (posterior predictive checks).
+        """
+        x = np.atleast_2d(np.asarray(x, dtype=np.float64))
+        theta = np.atleast_2d(theta)
+        if x.shape != (theta.shape[0], simulator.n_outputs):
+            raise ValueError(f"x has shape {x.shape}; expected ({theta.shape[0]}, {simulator.n_outputs})")
+        joint = isinstance(simulator, JointSimulator)
+        parts = simulator.parts if joint else (simulator,)
+        blocks = simulator.split(x) if joint else [x]
+        total = np.zeros(theta.shape[0])
+        for sim, data in zip(parts, blocks):
+            total += PoissonStatistic._one(sim, data, sim.expected_source(theta))
+        return total
+
+    @staticmethod
     def _one(sim: Simulator, data, mu):
+        """Statistic of data (n_outputs,) or rows (n, n_outputs) against source counts mu."""
         if not sim.has_background:
             return stats.cstat(data, mu)
-        src, bkg = data[:sim.n_bins], data[sim.n_bins:]
+        src, bkg = data[..., :sim.n_bins], data[..., sim.n_bins:]
         # Only t_s / t_b matters to wstat; the simulator keeps that ratio.
         return stats.wstat(src, bkg, mu, 1.0, 1.0 / sim.background_scale)
 

@@ -30,7 +30,8 @@ import numpy as np
 import torch
 from scipy.stats import chi2
 
-from .npe import NeuralPosterior, NPEConfig, Simulator, seeded_torch, fit_single_round, hpd_truncation
+from .npe import (NeuralPosterior, NPEConfig, Simulator, fit_single_round, hpd_truncation, seeded_torch,
+                  torch_threads)
 from .priors import BoxPrior, TruncatedPrior, truncate
 
 __all__ = [
@@ -166,7 +167,9 @@ def _train_classifier(prior: BoxPrior, theta: np.ndarray, labels: np.ndarray, *,
     u = torch.as_tensor(prior.to_unit(theta), dtype=torch.float32)
     # The estimator's decision criterion reads x; x here is the label itself.
     lab = torch.as_tensor(labels, dtype=torch.float32)[:, None]
-    with seeded_torch(seed, torch.device("cpu")):
+    # One torch thread, as for the NPE: these small networks ran several times slower with two
+    # threads on a loaded 2-core machine.
+    with seeded_torch(seed, torch.device("cpu")), torch_threads(1):
         est = RestrictionEstimator(unit, model="resnet", hidden_features=hidden_features,
                                    decision_criterion=lambda x: x[:, 0] > 0.5)
         est.append_simulations(u, lab)
