@@ -225,6 +225,22 @@ def fit_setup(session, prior, restrict, bud, seed, n_simulations):
                    seed=seed, workers=2, config=bud["config"], progress=False)
 
 
+def remedy_if_flagged(r, session, prior, restrict, bud, seed) -> dict | None:
+    """Follow the correction's own advice when it is unreliable: multi-round NPE on this observation.
+
+    Returns None when the correction was reliable, else what the multi-round fit measured.
+    """
+    if r.correction is None or r.correction.reliable:
+        return None
+    rounds, per_round = (2, 500) if bud["quick"] else (3, 1000)
+    remedy = sbi_fit(session, prior=prior, restrict=restrict, rounds=rounds,
+                     simulations_per_round=per_round, n_samples=bud["n_samples"],
+                     chain_length=bud["chain"], chain_burn=bud["burn"], seed=seed + 100, workers=2,
+                     config=bud["config"], progress=False)
+    return {"why": r.correction.advice, "rounds": rounds, "simulations_per_round": per_round,
+            **describe_result(remedy, bud["quick"])}
+
+
 def run_setup(name, make_session, prior, restrict, bud, seed, out, notes=()) -> dict:
     """Build the session, fit, describe and plot; a failure is reported with its exact error."""
     t0 = time.perf_counter()
@@ -235,6 +251,7 @@ def run_setup(name, make_session, prior, restrict, bud, seed, out, notes=()) -> 
              "prior": r.prior.to_dict(), "restrict": restrict, "notes": list(notes)}
         m.update(describe_result(r, bud["quick"]))
         save_plots(r, out, name)
+        m["remedy_multi_round"] = remedy_if_flagged(r, session, prior, restrict, bud, seed)
     except Exception as exc:   # reported, so the other set-ups still run
         traceback.print_exc()
         return {"error": f"{type(exc).__name__}: {exc}", "wall_s": time.perf_counter() - t0}
@@ -364,6 +381,8 @@ def run_bursts(data: Path, bud, seed, out) -> dict:
         first["batched_network_vs_chain"] = location_width(batched[0], r.chain.samples, r.names,
                                                            r.prior.is_log)
         save_plots(r, out, "nicer_burst_b004")
+        first["remedy_multi_round"] = remedy_if_flagged(r, sessions[0], table1_prior(3), "counts:100-10000",
+                                                        bud, seed)
         second = {"data": [describe_spectrum(specs[1])]}
         second.update(second_burst(r, sessions[1], batched[1], bud, seed + 4, out, "nicer_burst_b008"))
     except Exception as exc:

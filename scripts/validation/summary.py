@@ -71,6 +71,40 @@ def _regime_rows(metrics, targets):
     return rows
 
 
+def _brief(comp) -> str:
+    """'max median diff X sd, widths A to B, C2ST C' of a comparison with the chain."""
+    p = _params(comp)
+    c2st = comp.get("c2st")
+    return (f"max median diff {max(v['median_diff_sd'] for v in p.values()):.2f} sd, widths "
+            f"{_fmt_range([v['width_ratio'] for v in p.values()])}, C2ST "
+            + ("n/a" if c2st is None else f"{c2st:.2f}"))
+
+
+def _method_rows(metrics):
+    rows = []
+    mr = metrics.get("multiround")
+    if mr:
+        for label in ("single", "multi"):
+            d = mr[label]
+            what = ("single round, 20,000 simulations" if label == "single"
+                    else f"multi-round, {mr['rounds']} x {mr['per_round']}")
+            alone = d["vs_chain"].get("network_alone")
+            rows.append((f"2000 counts, {what}: SBI result vs chain", "reported",
+                         _brief(d["vs_chain"]) + (f" (network alone: {_brief(alone)})" if alone else "")
+                         + f"; total {d['timings_s']['total']:.0f} s", "reported"))
+    pca = metrics.get("pca")
+    if pca:
+        for label, d in pca.items():
+            rows.append((f"PCA {label}: input dimension, training time, slopes", "reported",
+                         f"{d['features']}, {d['timings_s']['training']:.0f} s, "
+                         f"{_fmt_range(list(d['slopes'].values()))}; {_brief(d['vs_chain'])}", "reported"))
+    ppc = metrics.get("ppc")
+    if ppc:
+        rows.append(("prior predictive check: bins of the observation inside the 95% band", "reported",
+                     f"{100 * ppc['fraction_of_bins_inside_95_band']:.0f}%", "reported"))
+    return rows
+
+
 def _local_minima_rows(metrics):
     m = metrics.get("local_minima")
     if not m or "methods" not in m:
@@ -113,6 +147,15 @@ def _real_data_rows(metrics, targets):
             targets["width_ratio"][0] <= v["width_ratio"] <= targets["width_ratio"][1] for v in p.values())
         rows.append((f"real data, {name.replace('_', ' ')}: SBI result vs chain",
                      "as the reference spectrum", measured, _verdict(ok)))
+        remedy = d.get("remedy_multi_round")
+        if remedy and "sbi_vs_chain" in remedy:
+            rc = remedy.get("correction") or {}
+            rows.append((f"real data, {name.replace('_', ' ')}: after the advised remedy "
+                         f"(multi-round {remedy['rounds']} x {remedy['simulations_per_round']})", "reported",
+                         _brief(remedy["sbi_vs_chain"])
+                         + (f"; ESS {100 * rc['ess_fraction']:.1f}%" if rc.get("ess_fraction") is not None else "")
+                         + ("" if rc.get("reliable", True) else " (correction still unreliable)"),
+                         "reported"))
     return rows
 
 
@@ -138,7 +181,7 @@ def _correction_rows(metrics, targets):
 def summary_rows(metrics: dict) -> list[tuple[str, str, str, str]]:
     """(what, target, measured, verdict) rows for every target the run measured."""
     targets = metrics["targets"]
-    return (_regime_rows(metrics, targets) + _local_minima_rows(metrics)
+    return (_regime_rows(metrics, targets) + _method_rows(metrics) + _local_minima_rows(metrics)
             + _real_data_rows(metrics, targets) + _correction_rows(metrics, targets))
 
 
