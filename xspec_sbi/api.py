@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from . import xslibrary
-from .mcmc import resolve_walkers
 from .importance import cstat_log_like_constant, importance_correct, wstat_log_like_constant
+from .mcmc import resolve_walkers
 from .npe import NeuralPosterior, NPEConfig, fit_multi_round, fit_single_round, simulate_training_set, train_npe
 from .priors import build_prior
 from .result import SBIResult, summarize
