@@ -23,7 +23,7 @@ from .result import SBIResult, summarize
 from .session import Session
 from .simulate import JointSimulator, make_pool, simulate
 
-__all__ = ["sbi_fit", "parse_restriction", "network_fingerprint"]
+__all__ = ["sbi_fit", "parse_restriction", "network_fingerprint", "fit_and_chain"]
 
 
 def _log(progress, msg):
@@ -256,7 +256,7 @@ def sbi_fit(session: Session | None = None, *, spectra=None, model=None, ignore=
         chain = chain_fit = chain_good = None
         if mcmc:
             t0 = time.perf_counter()
-            chain_fit, chain = _run_chain(stat_fn, best, box, free, chain_length, chain_burn,
+            chain_fit, chain = fit_and_chain(stat_fn, best, box, free, chain_length, chain_burn,
                                           walkers, rng, progress)
             chain_good = stat_fn.goodness(chain_fit.theta)
             timings["chain"] = time.perf_counter() - t0
@@ -368,7 +368,28 @@ def _trust(x_train, x_obs, samples, sim, stat_fn, rng):
     return out
 
 
-def _run_chain(stat_fn, start, box, free, length, burn, walkers, rng, progress):
+def fit_and_chain(stat_fn, start, box, free, length, burn, walkers, rng, progress=False):
+    """The XSPEC-style comparison of ``sbi_fit``: C-stat fit from ``start``, then the chain.
+
+    Parameters
+    ----------
+    stat_fn : callable
+        ``stat(theta) -> (n,)`` of the observation (cstat or wstat).
+    start : ndarray (n_free,)
+        Starting point of the fit (``sbi_fit``: the best SBI sample).
+    box : BoxPrior
+        Fit bounds and the chain's prior (log-uniform where the prior is).
+    free : sequence of ParameterSpec
+        The free parameters; their deltas start the walkers.
+    length, burn, walkers :
+        XSPEC's chain settings (samples over all walkers; walkers None: XSPEC's rule).
+    rng : numpy.random.Generator
+        Seeds the fit's extra starts and the chain.
+
+    Returns
+    -------
+    (FitResult, ChainResult)
+    """
     from .fit import fit
     from .mcmc import run_chain
     lower, upper = box.lower, box.upper

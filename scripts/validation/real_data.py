@@ -35,10 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
-from xspec_sbi.api import sbi_fit
-from xspec_sbi.fit import fit
+from xspec_sbi.api import fit_and_chain, sbi_fit
 from xspec_sbi.importance import cstat_log_like_constant, importance_correct
-from xspec_sbi.mcmc import run_chain
 from xspec_sbi.npe import NPEConfig, torch_threads
 from xspec_sbi.priors import table1_frozen, table1_prior
 from xspec_sbi.reference import find_nicer_arf, paper_grouping
@@ -321,13 +319,8 @@ def chain_for(session, start_samples, prior, bud, seed):
     """Fit from the best of ``start_samples``, then XSPEC's chain, as ``sbi_fit`` does for its spectrum."""
     stat_fn = session.statistic_function()
     start = start_samples[int(np.argmin(stat_fn(start_samples)))]
-    rng = np.random.default_rng(seed)
-    best = fit(stat_fn, start, prior.lower, prior.upper, seed=int(rng.integers(2**31)))
-    deltas = np.array([p.delta if p.delta > 0 else 0.01 * abs(p.value) + 1e-3
-                       for p in session.model.free_parameters])
-    chain = run_chain(stat_fn, best.theta, prior.lower, prior.upper, names=list(prior.names),
-                      burn=bud["burn"], length=bud["chain"], deltas=deltas, log_uniform=prior.is_log,
-                      seed=int(rng.integers(2**31)))
+    best, chain = fit_and_chain(stat_fn, start, prior, session.model.free_parameters, bud["chain"],
+                                bud["burn"], None, np.random.default_rng(seed))
     return stat_fn, best, chain
 
 
