@@ -35,11 +35,11 @@ import numpy as np
 import torch
 
 from xspec_sbi.demo import reference_session
-from xspec_sbi.diagnostics import interval_coverage
-from xspec_sbi.npe import NPEConfig, _from_latent, _to_latent, torch_threads, train_npe
-from xspec_sbi.priors import build_prior, table1_prior
-from xspec_sbi.restrict import CountWindow, restrict_by_classifier
-from xspec_sbi.simulate import make_pool, simulate
+from xspec_sbi.checks.calibration import interval_coverage
+from xspec_sbi.inference.npe import NPEConfig, _from_latent, _to_latent, torch_threads, train_npe
+from xspec_sbi.inference.priors import build_prior, table1_prior
+from xspec_sbi.inference.restrict import CountWindow, restrict_by_classifier
+from xspec_sbi.forward.simulate import make_pool, simulate
 
 LEVELS = (0.68, 0.95)
 
@@ -74,7 +74,7 @@ def run_sbi(theta, x, theta_t, x_t, prior, n_samples, seed, threads):
     ref = NPEConfig(estimator="maf", theta_map="logit", embedding=None)
     z = _to_latent(prior, theta, ref.theta_map)
     mean, std = z.mean(0), z.std(0)
-    from xspec_sbi.npe import FeatureTransform
+    from xspec_sbi.inference.npe import FeatureTransform
     ft = FeatureTransform.fit(x, ref.x_transform)
     s_tr = torch.as_tensor((z - mean) / std, dtype=torch.float32)
     f_tr, f_t = torch.as_tensor(ft.apply(x)), torch.as_tensor(ft.apply(x_t))

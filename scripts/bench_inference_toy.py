@@ -17,9 +17,9 @@ import time
 import numpy as np
 import torch
 
-from xspec_sbi.diagnostics import empirical_coverage
-from xspec_sbi.npe import NPEConfig, simulate_training_set, train_npe
-from xspec_sbi.priors import BoxPrior, ParameterPrior, table1_prior, truncate
+from xspec_sbi.checks.calibration import empirical_coverage
+from xspec_sbi.inference.npe import NPEConfig, simulate_training_set, train_npe
+from xspec_sbi.inference.priors import BoxPrior, ParameterPrior, table1_prior, truncate
 
 EDGES = np.geomspace(0.3, 10.0, 201)        # keV
 E_LO, E_HI = EDGES[:-1], EDGES[1:]

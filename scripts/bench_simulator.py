@@ -17,11 +17,11 @@ import time
 
 import numpy as np
 
-from xspec_sbi import xslibrary
-from xspec_sbi.folding import build_transfer
-from xspec_sbi.reference import find_nicer_arf, reference_spectrum
-from xspec_sbi.simulate import Simulator, make_pool, simulate
-from xspec_sbi.xsmodels import Model
+from xspec_sbi.model import library as xslibrary
+from xspec_sbi.forward.folding import build_transfer
+from xspec_sbi.presets.nicer import find_nicer_arf, reference_spectrum
+from xspec_sbi.forward.simulate import Simulator, make_pool, simulate
+from xspec_sbi.model.expression import Model
 
 PRIORS = {
     "tbabs*powerlaw": [(0.1, 0.3), (0.5, 2.5), (-2.0, 2.0)],                # norm in log10

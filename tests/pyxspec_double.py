@@ -21,8 +21,8 @@ would refuse a real local model.
 Simplifications (where the double is not XSPEC): ``Spectrum(...)`` and
 ``AllData += file`` load into data group 1; ``AllData.ignore``/``notice``
 without a ``n:`` prefix apply to spectrum 1; ``Fit.statistic`` is computed on
-demand; ``Fit.perform`` uses :func:`xspec_sbi.fit.fit`; chains use
-:func:`xspec_sbi.mcmc.run_chain` with a fixed seed; ``Xset.save`` writes a
+demand; ``Fit.perform`` uses :func:`xspec_sbi.baseline.fit.fit`; chains use
+:func:`xspec_sbi.baseline.mcmc.run_chain` with a fixed seed; ``Xset.save`` writes a
 small .xcm in XSPEC's command syntax that only the double's ``restore``
 is known to read.
 """
@@ -35,17 +35,17 @@ from dataclasses import replace
 
 import numpy as np
 
-from xspec_sbi import xslibrary
-from xspec_sbi.chainfile import read_chain_file, write_chain_file
-from xspec_sbi.fit import fit
-from xspec_sbi.folding import Folder
-from xspec_sbi.mcmc import run_chain
-from xspec_sbi.ogip import split_row_suffix
+from xspec_sbi.model import library as xslibrary
+from xspec_sbi.baseline.chainfile import read_chain_file, write_chain_file
+from xspec_sbi.baseline.fit import fit
+from xspec_sbi.forward.folding import Folder
+from xspec_sbi.baseline.mcmc import run_chain
+from xspec_sbi.data.ogip import split_row_suffix
 from xspec_sbi.session import Session
-from xspec_sbi.spectrum import load_spectrum
-from xspec_sbi.parameters import ParameterSpec
-from xspec_sbi.xsmodels import Component, ComponentInfo, component_catalog, powerlaw_integral
-from xspec_sbi.xsmodels import Model as EngineModel
+from xspec_sbi.data.spectrum import load_spectrum
+from xspec_sbi.model.parameters import ParameterSpec
+from xspec_sbi.model.expression import Component, ComponentInfo, component_catalog, powerlaw_integral
+from xspec_sbi.model.expression import Model as EngineModel
 
 __all__ = ["PyXspecTestDouble", "worker_double"]
 
@@ -680,7 +680,7 @@ class _LocalExpression:
 
     The double evaluates it itself: a local component calls the registered
     function as PyXspec does, a library component calls XSPEC's function
-    through :func:`xspec_sbi.xslibrary.call_model`, one parameter row at a
+    through :func:`xspec_sbi.model.library.call_model`, one parameter row at a
     time. It offers the attributes of the engine's Model that the double and
     the engine's Simulator use (``parameters``, ``components``,
     ``free_parameters``, ``evaluate``...).

@@ -7,9 +7,9 @@ import pytest
 import xspec_sbi
 from xspec_sbi.api import parse_restriction, sbi_fit
 from xspec_sbi.demo import reference_session
-from xspec_sbi.npe import FingerprintMismatch, NPEConfig
-from xspec_sbi.priors import table1_prior
-from xspec_sbi.report import write_report
+from xspec_sbi.inference.npe import FingerprintMismatch, NPEConfig
+from xspec_sbi.inference.priors import table1_prior
+from xspec_sbi.report.folder import write_report
 from xspec_sbi.session import Session, SessionError
 
 FAST = NPEConfig(max_epochs=60, patience=10)
@@ -55,7 +55,7 @@ def test_result_recovers_the_reference_parameters(result, session):
     # every sample inside the prior box
     assert np.all(r.samples >= r.prior.lower) and np.all(r.samples <= r.prior.upper)
     # the statistic reported is the data's cstat at those parameters, independently recomputed
-    from xspec_sbi import stats
+    from xspec_sbi.forward import stats
     mu = session.simulator().expected(r.best_theta[None, :])
     assert r.stat_best == pytest.approx(float(stats.cstat(session.observed(), mu)[0]), rel=1e-10)
     # the fit from the best sample cannot be worse than that sample
@@ -84,7 +84,7 @@ def test_table_and_report(result, tmp_path):
     assert set(summary["parameters"]) == set(r.names)
     for name in ("report.html", "corner.png", "spectrum.png", "sbi_chain.fits", "mcmc_chain.fits"):
         assert (out / name).stat().st_size > 0
-    from xspec_sbi.chainfile import read_chain_file
+    from xspec_sbi.baseline.chainfile import read_chain_file
     chain = read_chain_file(out / "sbi_chain.fits")
     assert chain.samples.shape == r.samples.shape
 
@@ -126,8 +126,8 @@ def test_norm_without_prior_is_refused_with_advice(session):
 def test_observation_from_another_model_is_flagged(result, session):
     # The trained tbabs*powerlaw network meets a spectrum with a strong 6.4 keV line.
     import dataclasses
-    from xspec_sbi.simulate import fakeit_spectrum
-    from xspec_sbi.xsmodels import Model
+    from xspec_sbi.forward.simulate import fakeit_spectrum
+    from xspec_sbi.model.expression import Model
     r, path = result
     line = Model("tbabs*(powerlaw+gaussian)").set(**{
         "TBabs.nH": 0.2, "powerlaw.PhoIndex": 1.7, "powerlaw.norm": 1.0,

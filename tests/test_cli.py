@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from ogip_testfiles import toy_grid, write_arf, write_pha, write_rmf
-from xspec_sbi import cli
+from xspec_sbi.cli import main as cli
 
 
 def run(argv, capsys):
@@ -151,10 +151,10 @@ def test_fit_writes_the_report_folder(shared_data, tmp_path, capsys):
 
 # -- train + apply --------------------------------------------------------------------
 def _fakeit_counts(toy_files, norm, index, seed, exposure=100.0):
-    from xspec_sbi.simulate import fakeit_spectrum
-    from xspec_sbi.spectrum import load_spectrum
-    from xspec_sbi.xslibrary import XspecSettings, configure
-    from xspec_sbi.xsmodels import Model
+    from xspec_sbi.forward.simulate import fakeit_spectrum
+    from xspec_sbi.data.spectrum import load_spectrum
+    from xspec_sbi.model.library import XspecSettings, configure
+    from xspec_sbi.model.expression import Model
     configure(XspecSettings())
     template = load_spectrum(_fake_pha(toy_files, "template.pha", np.zeros(12), exposure=exposure))
     model = Model("tbabs*powerlaw").set(**{"TBabs.nH": 0.5}).freeze("TBabs.nH")

@@ -26,7 +26,7 @@ def theta(simulator):
 
 
 def test_dask_cluster_gives_the_process_pool_result(simulator, theta):
-    from xspec_sbi.simulate import make_pool, simulate
+    from xspec_sbi.forward.simulate import make_pool, simulate
 
     # XSPEC's library is not thread-safe: one thread per worker process
     with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
@@ -53,8 +53,8 @@ def test_dask_cluster_gives_the_process_pool_result(simulator, theta):
 
 
 def test_cli_executor_option_reaches_the_cluster(simulator, theta):
-    from xspec_sbi import cli
-    from xspec_sbi.simulate import simulate
+    from xspec_sbi.cli import main as cli
+    from xspec_sbi.forward.simulate import simulate
 
     with distributed.LocalCluster(n_workers=1, processes=True, threads_per_worker=1,
                                   dashboard_address=None) as cluster:

@@ -3,8 +3,8 @@ so a calibrated sampler must pass and a miscalibrated one must fail."""
 import numpy as np
 import pytest
 
-from xspec_sbi.diagnostics import c2st, empirical_coverage, interval_coverage, run_sbc
-from xspec_sbi.priors import BoxPrior, ParameterPrior
+from xspec_sbi.checks.calibration import c2st, empirical_coverage, interval_coverage, run_sbc
+from xspec_sbi.inference.priors import BoxPrior, ParameterPrior
 
 
 class ExactPosterior:

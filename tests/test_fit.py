@@ -1,10 +1,10 @@
-"""Tests of xspec_sbi.fit against analytic C-stat optima."""
+"""Tests of xspec_sbi.baseline.fit against analytic C-stat optima."""
 import numpy as np
 import pytest
 from scipy.optimize import brentq, root
 
-from xspec_sbi import stats
-from xspec_sbi.fit import FitError, FitResult, fit
+from xspec_sbi.forward import stats
+from xspec_sbi.baseline.fit import FitError, FitResult, fit
 
 COUNTS = np.array([3.0, 5.0, 2.0, 7.0, 4.0, 0.0, 6.0, 9.0, 1.0, 5.0])
 X = np.linspace(0.0, 1.0, COUNTS.size)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from xspec_sbi.flows import MADE, ConditionalMAF, FlowError
+from xspec_sbi.inference.flows import MADE, ConditionalMAF, FlowError
 
 
 

@@ -3,10 +3,10 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from xspec_sbi.folding import Folder, build_transfer
-from xspec_sbi.response import Response, nicer_like_response
-from xspec_sbi.spectrum import Spectrum, load_spectrum
-from xspec_sbi.xsmodels import Model
+from xspec_sbi.forward.folding import Folder, build_transfer
+from xspec_sbi.data.response import Response, nicer_like_response
+from xspec_sbi.data.spectrum import Spectrum, load_spectrum
+from xspec_sbi.model.expression import Model
 
 
 def powerlaw_bins(edges, index, norm):

@@ -1,4 +1,4 @@
-"""Tests of xspec_sbi.importance against analytic posteriors, exact Pareto draws,
+"""Tests of xspec_sbi.checks.importance against analytic posteriors, exact Pareto draws,
 scipy's maximum-likelihood Pareto fit and a direct grid integration of the evidence."""
 import math
 
@@ -8,8 +8,8 @@ from scipy import stats as sps
 from scipy.integrate import trapezoid
 from scipy.optimize import minimize
 
-from xspec_sbi import stats
-from xspec_sbi.importance import (
+from xspec_sbi.forward import stats
+from xspec_sbi.checks.importance import (
     ImportanceError,
     cstat_log_like_constant,
     fit_generalized_pareto,
@@ -20,7 +20,7 @@ from xspec_sbi.importance import (
     psis_tail_length,
     wstat_log_like_constant,
 )
-from xspec_sbi.priors import BoxPrior, ParameterPrior
+from xspec_sbi.inference.priors import BoxPrior, ParameterPrior
 
 # --- a conjugate Gaussian problem: prior N(0, tau^2), data y ~ N(theta, s^2), 2-D ---
 TAU, SIG = 2.0, 0.5
@@ -302,7 +302,7 @@ def test_zero_weights_and_bad_inputs():
 
 def test_tail_weights_spanning_hundreds_of_nats_do_not_break_psis():
     # A badly trained network gives log weights spread over ~1000 nats.
-    from xspec_sbi.importance import importance_correct
+    from xspec_sbi.checks.importance import importance_correct
     rng = np.random.default_rng(0)
     n = 2000
     theta = rng.normal(size=(n, 1))
@@ -312,7 +312,7 @@ def test_tail_weights_spanning_hundreds_of_nats_do_not_break_psis():
     assert np.all(np.isfinite(r.weights)) and abs(r.weights.sum() - 1) < 1e-9
     assert not r.reliable and r.advice
     # scale equivariance of the GPD fit, which the rescaling relies on
-    from xspec_sbi.importance import fit_generalized_pareto
+    from xspec_sbi.checks.importance import fit_generalized_pareto
     x = np.random.default_rng(2).pareto(2.0, 500)
     a, b = fit_generalized_pareto(x), fit_generalized_pareto(x * 1e-200)
     assert a.k == pytest.approx(b.k, rel=1e-9) and a.sigma * 1e-200 == pytest.approx(b.sigma, rel=1e-9)

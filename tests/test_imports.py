@@ -6,8 +6,9 @@ import sys
 
 import xspec_sbi
 
-ENGINE = ["ogip", "response", "spectrum", "xslibrary", "xsmodels", "folding", "simulate",
-          "objective", "stats", "fit", "mcmc", "chainfile", "session", "result", "reference"]
+ENGINE = ["data.ogip", "data.response", "data.spectrum", "model.library", "model.expression",
+          "forward.folding", "forward.simulate", "forward.objective", "forward.stats", "baseline.fit",
+          "baseline.mcmc", "baseline.chainfile", "session", "result", "presets.nicer"]
 
 
 def test_every_module_imports():

@@ -1,13 +1,13 @@
-"""Tests of the Goodman-Weare chain (xspec_sbi.mcmc) and XSPEC chain files."""
+"""Tests of the Goodman-Weare chain (xspec_sbi.baseline.mcmc) and XSPEC chain files."""
 import os
 
 import numpy as np
 import pytest
 from astropy.io import fits
 
-from xspec_sbi.chainfile import (ChainFileError, chain_column_name, read_chain_file,
+from xspec_sbi.baseline.chainfile import (ChainFileError, chain_column_name, read_chain_file,
                                  write_chain_file)
-from xspec_sbi.mcmc import (ChainConfigError, ChainResult, initial_walkers, log_prior,
+from xspec_sbi.baseline.mcmc import (ChainConfigError, ChainResult, initial_walkers, log_prior,
                             run_chain)
 
 MEAN = np.array([1.5, -0.5])
@@ -177,7 +177,7 @@ def test_chain_file_model_names_and_bad_files(tmp_path):
 
 
 def test_default_walkers_follow_xspec_and_grow_with_the_free_parameters():
-    from xspec_sbi.mcmc import resolve_walkers
+    from xspec_sbi.baseline.mcmc import resolve_walkers
     assert resolve_walkers(None, 5000, 50000, 3) == (8, 5000, 50000)
     # five free parameters (tbabs*(powerlaw+bbodyrad)) need ten walkers; counts stay multiples
     with pytest.warns(UserWarning, match="10 walkers"):

@@ -7,7 +7,7 @@ import pytest
 import torch
 from scipy import stats
 
-from xspec_sbi.npe import (
+from xspec_sbi.inference.npe import (
     FeatureTransform,
     FingerprintMismatch,
     NeuralPosterior,
@@ -18,7 +18,7 @@ from xspec_sbi.npe import (
     resolve_device,
     train_npe,
 )
-from xspec_sbi.priors import BoxPrior, ParameterPrior
+from xspec_sbi.inference.priors import BoxPrior, ParameterPrior
 
 # Gaussian toy: theta ~ U[0, 1]^2, x ~ N(theta, SIGMA^2); the posterior is a
 # product of normals N(x_j, SIGMA^2) truncated to [0, 1].
@@ -148,7 +148,7 @@ def test_feature_transforms_and_pca_against_dense_computation():
 
 @pytest.mark.parametrize("kind", ["probit", "logit"])
 def test_parameter_maps_invert_and_log_det_matches_finite_differences(kind):
-    from xspec_sbi.npe import _from_latent, _latent_log_det, _to_latent
+    from xspec_sbi.inference.npe import _from_latent, _latent_log_det, _to_latent
 
     prior = BoxPrior((ParameterPrior("nH", "uniform", 0.1, 0.3), ParameterPrior("norm", "log", 0.01, 100.0)))
     theta = prior.sample(50, rng=0)

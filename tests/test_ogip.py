@@ -8,7 +8,7 @@ import pytest
 from astropy.io import fits
 
 from ogip_testfiles import toy_grid, write_arf, write_pha, write_pha_type2, write_rmf
-from xspec_sbi import ogip
+from xspec_sbi.data import ogip
 
 # Totals and exposures from ../shared/data/README.md.
 REAL_SPECTRA = [

@@ -4,8 +4,8 @@ import pytest
 import torch
 from scipy import stats
 
-from xspec_sbi.parameters import ParameterSpec
-from xspec_sbi.priors import (
+from xspec_sbi.model.parameters import ParameterSpec
+from xspec_sbi.inference.priors import (
     BoxPrior,
     ParameterPrior,
     PriorError,

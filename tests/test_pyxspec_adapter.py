@@ -18,10 +18,10 @@ import pytest
 
 from pyxspec_double import PyXspecTestDouble
 from xspec_sbi import pyxspec as px
-from xspec_sbi.chainfile import ChainFileError, read_chain_file
+from xspec_sbi.baseline.chainfile import ChainFileError, read_chain_file
 from xspec_sbi.pyxspec.reader import XspecModel, parse_link
-from xspec_sbi.simulate import JointSimulator, Simulator, simulate
-from xspec_sbi.spectrum import load_spectrum
+from xspec_sbi.forward.simulate import JointSimulator, Simulator, simulate
+from xspec_sbi.data.spectrum import load_spectrum
 
 PN = "xmm_pn_ngc7793_ulx4/PN.pha"
 XRT = "swift_xrt_grb110731a/grb110731a_src.pha"

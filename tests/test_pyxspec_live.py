@@ -13,10 +13,10 @@ import pytest
 
 from xspec_sbi import pyxspec as px
 from xspec_sbi import sbi_fit
-from xspec_sbi.chainfile import read_chain_file
-from xspec_sbi.fit import fit
-from xspec_sbi.npe import NPEConfig
-from xspec_sbi.simulate import Simulator
+from xspec_sbi.baseline.chainfile import read_chain_file
+from xspec_sbi.baseline.fit import fit
+from xspec_sbi.inference.npe import NPEConfig
+from xspec_sbi.forward.simulate import Simulator
 
 try:
     import xspec

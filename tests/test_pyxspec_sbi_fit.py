@@ -19,9 +19,9 @@ import pytest
 from pyxspec_double import PyXspecTestDouble
 from xspec_sbi import pyxspec as px
 from xspec_sbi import sbi_fit
-from xspec_sbi.chainfile import read_chain_file
-from xspec_sbi.mcmc import ChainConfigError
-from xspec_sbi.npe import NPEConfig
+from xspec_sbi.baseline.chainfile import read_chain_file
+from xspec_sbi.baseline.mcmc import ChainConfigError
+from xspec_sbi.inference.npe import NPEConfig
 from xspec_sbi.session import Session
 
 PN = "xmm_pn_ngc7793_ulx4/PN.pha"

@@ -28,9 +28,9 @@ def _chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
 def report(tmp_path_factory):
     from xspec_sbi.api import sbi_fit
     from xspec_sbi.demo import reference_session
-    from xspec_sbi.npe import NPEConfig
-    from xspec_sbi.priors import table1_prior
-    from xspec_sbi.report import write_report
+    from xspec_sbi.inference.npe import NPEConfig
+    from xspec_sbi.inference.priors import table1_prior
+    from xspec_sbi.report.folder import write_report
 
     session, note = reference_session(counts=2000.0, seed=1)
     result = sbi_fit(session, prior=table1_prior(1), restrict=None, n_simulations=500, n_samples=500,

@@ -7,8 +7,8 @@ import scipy.sparse
 from scipy.stats import norm
 
 from ogip_testfiles import toy_grid, write_arf, write_rmf
-from xspec_sbi import ogip
-from xspec_sbi.response import (
+from xspec_sbi.data import ogip
+from xspec_sbi.data.response import (
     NICER_FWHM_A_KEV,
     NICER_FWHM_B_KEV,
     Response,

@@ -4,12 +4,13 @@ import concurrent.futures as cf
 import numpy as np
 import pytest
 
-from xspec_sbi import stats, xslibrary
-from xspec_sbi.objective import PoissonStatistic
-from xspec_sbi.reference import builtin_nicer_response, reference_spectrum
-from xspec_sbi.simulate import JointSimulator, Simulator, make_pool, simulate
-from xspec_sbi.spectrum import Spectrum, load_spectrum
-from xspec_sbi.xsmodels import Model
+from xspec_sbi.forward import stats
+from xspec_sbi.model import library as xslibrary
+from xspec_sbi.forward.objective import PoissonStatistic
+from xspec_sbi.presets.nicer import builtin_nicer_response, reference_spectrum
+from xspec_sbi.forward.simulate import JointSimulator, Simulator, make_pool, simulate
+from xspec_sbi.data.spectrum import Spectrum, load_spectrum
+from xspec_sbi.model.expression import Model
 
 THETA = np.array([[0.2, 1.7, 1.0], [0.3, 2.2, 0.2]])
 
@@ -154,7 +155,7 @@ def test_statistic_of_rows_matches_one_statistic_per_row(shared_data):
 
 def test_fakeit_spectrum_channels_sum_to_the_binned_expectation(reference):
     model = Model("tbabs*powerlaw")
-    from xspec_sbi.simulate import fakeit_spectrum
+    from xspec_sbi.forward.simulate import fakeit_spectrum
     rng = np.random.default_rng(8)
     theta = [0.2, 1.7, 1.0]
     draws = np.array([fakeit_spectrum(reference, model, theta, rng).binned_counts() for _ in range(400)])
@@ -173,9 +174,9 @@ def test_pool_in_a_script_without_main_guard_runs_the_script_once(tmp_path):
     script.write_text(
         "import numpy as np\n"
         "print('TOP-LEVEL', flush=True)\n"
-        "from xspec_sbi.reference import reference_spectrum, builtin_nicer_response\n"
-        "from xspec_sbi.simulate import Simulator, make_pool, simulate\n"
-        "from xspec_sbi.xsmodels import Model\n"
+        "from xspec_sbi.presets.nicer import reference_spectrum, builtin_nicer_response\n"
+        "from xspec_sbi.forward.simulate import Simulator, make_pool, simulate\n"
+        "from xspec_sbi.model.expression import Model\n"
         "sim = Simulator.from_spectrum(reference_spectrum(2000, response=builtin_nicer_response()),"
         " Model('tbabs*powerlaw'))\n"
         "with make_pool(sim, 2) as pool:\n"

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from ogip_testfiles import toy_grid, write_pha, write_pha_type2, write_rmf
-from xspec_sbi import ogip
-from xspec_sbi.response import Response, nicer_like_response
-from xspec_sbi.spectrum import Spectrum, SpectrumError, load_spectrum, xspec_bin_index
+from xspec_sbi.data import ogip
+from xspec_sbi.data.response import Response, nicer_like_response
+from xspec_sbi.data.spectrum import Spectrum, SpectrumError, load_spectrum, xspec_bin_index
 
 XMM = "xmm_pn_ngc7793_ulx4"
 SWIFT = "swift_xrt_grb110731a"

@@ -1,12 +1,12 @@
-"""Tests of xspec_sbi.stats against formulas written independently here."""
+"""Tests of xspec_sbi.forward.stats against formulas written independently here."""
 import math
 
 import numpy as np
 import pytest
 from scipy.optimize import minimize_scalar
 
-from xspec_sbi import stats
-from xspec_sbi.stats import StatisticInputError
+from xspec_sbi.forward import stats
+from xspec_sbi.forward.stats import StatisticInputError
 
 
 # --- independent references -------------------------------------------------

@@ -1,9 +1,9 @@
-"""Tests of xspec_sbi.trust on a toy power-law spectrum with an exact grid posterior."""
+"""Tests of xspec_sbi.checks.trust on a toy power-law spectrum with an exact grid posterior."""
 import numpy as np
 import pytest
 
-from xspec_sbi import stats
-from xspec_sbi.trust import OODReference, TrustError, ood_check, ppc_pvalue
+from xspec_sbi.forward import stats
+from xspec_sbi.checks.trust import OODReference, TrustError, ood_check, ppc_pvalue
 
 E_EDGES = np.geomspace(0.5, 8.0, 41)  # keV
 E_MID = np.sqrt(E_EDGES[:-1] * E_EDGES[1:])

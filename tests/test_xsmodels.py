@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from xspec_sbi import xslibrary
-from xspec_sbi.xsmodels import Model, ModelError, component_catalog, powerlaw_integral
+from xspec_sbi.model import library as xslibrary
+from xspec_sbi.model.expression import Model, ModelError, component_catalog, powerlaw_integral
 
 EDGES = np.geomspace(0.1, 20.0, 801)
 
@@ -174,7 +174,7 @@ def test_headas_without_spectral_tree_is_refused(tmp_path):
     lib_dir = Path(xslibrary.library().headas) / "lib"
     (tmp_path / "lib").symlink_to(lib_dir)
     env = dict(os.environ, HEADAS=str(tmp_path))
-    code = ("from xspec_sbi import xslibrary\n"
+    code = ("from xspec_sbi.model import library as xslibrary\n"
             "try:\n    xslibrary.library()\nexcept xslibrary.XspecLibraryError as e:\n"
             "    print('REFUSED', e)\nelse:\n    print('ACCEPTED')\n")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,

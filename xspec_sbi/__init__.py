@@ -7,8 +7,8 @@
 """
 __version__ = "0.1.0"
 
-from .session import Session  # noqa: E402
-from .result import SBIResult  # noqa: E402
+from xspec_sbi.session import Session  # noqa: E402
+from xspec_sbi.result import SBIResult  # noqa: E402
 
 __all__ = ["sbi_fit", "Session", "SBIResult", "__version__"]
 
@@ -17,6 +17,6 @@ def __getattr__(name):
     # sbi_fit brings torch and sbi; the engine (spectra, models, fakeit, fit,
     # chain) stays importable without them.
     if name == "sbi_fit":
-        from .api import sbi_fit
+        from xspec_sbi.api import sbi_fit
         return sbi_fit
     raise AttributeError(f"module 'xspec_sbi' has no attribute {name!r}")

@@ -14,14 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
-from . import xslibrary
-from .importance import cstat_log_like_constant, importance_correct, wstat_log_like_constant
-from .mcmc import resolve_walkers
-from .npe import NeuralPosterior, NPEConfig, fit_multi_round, fit_single_round, simulate_training_set, train_npe
-from .priors import build_prior
-from .result import SBIResult, summarize
-from .session import Session
-from .simulate import JointSimulator, make_pool, simulate
+from xspec_sbi.model import library as xslibrary
+from xspec_sbi.checks.importance import cstat_log_like_constant, importance_correct, wstat_log_like_constant
+from xspec_sbi.baseline.mcmc import resolve_walkers
+from xspec_sbi.inference.npe import NeuralPosterior, NPEConfig, fit_multi_round, fit_single_round, simulate_training_set, train_npe
+from xspec_sbi.inference.priors import build_prior
+from xspec_sbi.result import SBIResult, summarize
+from xspec_sbi.session import Session
+from xspec_sbi.forward.simulate import JointSimulator, make_pool, simulate
 
 __all__ = ["sbi_fit", "parse_restriction", "network_fingerprint", "fit_and_chain"]
 
@@ -122,7 +122,7 @@ def sbi_fit(session: Session | None = None, *, spectra=None, model=None, ignore=
     rounds, simulations_per_round : int
         ``rounds > 1``: multi-round (truncated sequential) NPE for this observation.
     estimator, x_transform, pca : optional
-        See :class:`~xspec_sbi.npe.NPEConfig` (default: its measured choice, a
+        See :class:`~xspec_sbi.inference.npe.NPEConfig` (default: its measured choice, a
         calibrated conditional MAF on log1p counts, no PCA).
     n_samples : int
         Posterior samples returned.
@@ -171,7 +171,7 @@ def sbi_fit(session: Session | None = None, *, spectra=None, model=None, ignore=
     xslibrary.configure(session.settings)
     mdl.probe(session.settings)
     if session.origin == "pyxspec":
-        from . import pyxspec
+        from xspec_sbi import pyxspec
         pyxspec.check_agreement(session, xspec)   # the engine must reproduce XSPEC's folded model
     overrides = _normalise_prior(mdl, prior)
     _refuse_unusable_defaults(free, overrides)
@@ -263,7 +263,7 @@ def sbi_fit(session: Session | None = None, *, spectra=None, model=None, ignore=
 
     xspec_side = None
     if session.origin == "pyxspec":
-        from .pyxspec import compare_with_xspec
+        from xspec_sbi.pyxspec import compare_with_xspec
         t0 = time.perf_counter()
         xspec_side = compare_with_xspec(names=tuple(box.names), samples=samples, median=median,
                                         chain=mcmc, chain_length=chain_length, chain_burn=chain_burn,
@@ -303,7 +303,7 @@ def _default_session(spectra, model, ignore, xspec=None) -> Session:
         if model is None:
             raise ValueError("sbi_fit(spectra=...) needs model=, an XSPEC expression")
         return Session.from_files(spectra, model, ignore=ignore)
-    from . import pyxspec
+    from xspec_sbi import pyxspec
     if xspec is None and not pyxspec.available():
         raise ValueError("sbi_fit() without a session needs PyXspec (import xspec failed); "
                          "pass session=Session.from_files(...) or spectra= and model=")
@@ -311,7 +311,7 @@ def _default_session(spectra, model, ignore, xspec=None) -> Session:
 
 
 def _restrict(kind, args, simulate_fn, box, x_obs, sim, stat_fn, rng, cfg, device, progress):
-    from . import restrict as R
+    from xspec_sbi.inference import restrict as R
     if kind == "counts":
         lo, hi = args
         _log(progress, f"restricting the prior to spectra with {lo:g}-{hi:g} source counts")
@@ -349,8 +349,8 @@ def _correct(raw, posterior, box, stat_fn, x_obs, sim, rng):
 
 def _trust(x_train, x_obs, samples, sim, stat_fn, rng):
     """Out-of-distribution check against the training spectra, and the posterior predictive p-value."""
-    from .objective import PoissonStatistic
-    from .trust import ood_check, ppc_pvalue
+    from xspec_sbi.forward.objective import PoissonStatistic
+    from xspec_sbi.checks.trust import ood_check, ppc_pvalue
     out = {}
     if x_train is not None:   # single-round training in this call
         out["out-of-distribution"] = ood_check(x_obs, x_train).warning
@@ -390,8 +390,8 @@ def fit_and_chain(stat_fn, start, box, free, length, burn, walkers, rng, progres
     -------
     (FitResult, ChainResult)
     """
-    from .fit import fit
-    from .mcmc import run_chain
+    from xspec_sbi.baseline.fit import fit
+    from xspec_sbi.baseline.mcmc import run_chain
     lower, upper = box.lower, box.upper
     _log(progress, "fitting (C-stat minimisation) from the best SBI sample")
     best = fit(stat_fn, start, lower, upper, seed=int(rng.integers(2**31)))
@@ -407,6 +407,6 @@ def _versions():
     import sbi
     import torch
 
-    from . import __version__
+    from xspec_sbi import __version__
     return {"xspec_sbi": __version__, "sbi": sbi.__version__, "torch": torch.__version__,
             "numpy": np.__version__}

@@ -24,11 +24,11 @@ __all__ = ["main", "reference_session"]
 
 def reference_session(counts: float = 2000.0, seed: int = 1):
     """Session holding one fake observation of the paper's reference model."""
-    from .reference import REFERENCE_PARAMETERS, find_nicer_arf, reference_spectrum
-    from .session import Session
-    from .simulate import fakeit_spectrum
-    from .xslibrary import XspecSettings, configure
-    from .xsmodels import Model
+    from xspec_sbi.presets.nicer import REFERENCE_PARAMETERS, find_nicer_arf, reference_spectrum
+    from xspec_sbi.session import Session
+    from xspec_sbi.forward.simulate import fakeit_spectrum
+    from xspec_sbi.model.library import XspecSettings, configure
+    from xspec_sbi.model.expression import Model
 
     settings = XspecSettings("wilm", "vern")   # the paper's tbabs set-up
     configure(settings)
@@ -50,9 +50,9 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="small budgets (a smoke run)")
     args = ap.parse_args(argv)
 
-    from .api import sbi_fit
-    from .priors import table1_prior
-    from .report import write_report
+    from xspec_sbi.api import sbi_fit
+    from xspec_sbi.inference.priors import table1_prior
+    from xspec_sbi.report.folder import write_report
 
     session, note = reference_session(args.counts, seed=args.seed + 1)
     print(f"xspec_sbi demo: tbabs*powerlaw, {session.observed().sum():.0f} counts in "

@@ -159,7 +159,7 @@ class SBIResult:
     # -- exports -------------------------------------------------------------------
     def to_xspec_chain(self, path, overwrite: bool = False):
         """Write the posterior samples as an XSPEC chain FITS file (``chain load`` reads it)."""
-        from .chainfile import write_chain_file
+        from xspec_sbi.baseline.chainfile import write_chain_file
         stat_fn = self.session.statistic_function()
         stat = stat_fn(self.samples)
         params = {p.name: p for p in self.session.model.parameters}
@@ -172,12 +172,12 @@ class SBIResult:
 
     def plot_corner(self, path=None, **kw):
         """Corner plot of the SBI posterior over the MCMC chain; returns the figure."""
-        from .plots import corner
+        from xspec_sbi.report.plots import corner
         return corner(self, path=path, **kw)
 
     def plot_spectrum(self, path=None, **kw):
         """Data, SBI and best-fit folded models, residuals; returns the figure."""
-        from .plots import spectrum_plot
+        from xspec_sbi.report.plots import spectrum_plot
         return spectrum_plot(self, path=path, **kw)
 
 

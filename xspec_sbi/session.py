@@ -13,11 +13,12 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from . import __version__, xslibrary
-from .objective import PoissonStatistic
-from .simulate import JointSimulator, Simulator
-from .spectrum import Spectrum, load_spectrum
-from .xsmodels import Model
+from xspec_sbi.model import library as xslibrary
+from xspec_sbi import __version__
+from xspec_sbi.forward.objective import PoissonStatistic
+from xspec_sbi.forward.simulate import JointSimulator, Simulator
+from xspec_sbi.data.spectrum import Spectrum, load_spectrum
+from xspec_sbi.model.expression import Model
 
 __all__ = ["Session", "SessionError"]
 
@@ -49,7 +50,7 @@ class Session:
     simulator_factory : callable, optional
         ``(session, use_background) -> simulator`` for a model the engine
         cannot evaluate (set by :func:`xspec_sbi.pyxspec.read_session`: XSPEC
-        folds the model). None: the engine's :class:`~xspec_sbi.simulate.Simulator`.
+        folds the model). None: the engine's :class:`~xspec_sbi.forward.simulate.Simulator`.
     """
 
     spectra: tuple

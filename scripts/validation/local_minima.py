@@ -12,7 +12,7 @@ train one amortized network on draws from the restricted prior; simulate test
 spectra from the restricted prior; for each, the best (lowest C-stat) of the
 network's posterior samples, and C-stat fits started from (a) the true
 parameters, (b) a restricted-prior draw, (c) a draw from the initial Table 1
-prior. :func:`xspec_sbi.fit.fit` (one start, bounded by the Table 1 prior box)
+prior. :func:`xspec_sbi.baseline.fit.fit` (one start, bounded by the Table 1 prior box)
 stands for XSPEC's ``fit``; XSPEC itself is not run. An "outlier" of a method
 is a spectrum whose C-stat exceeds the best found by all methods by more than 1.
 """
@@ -24,10 +24,10 @@ import time
 
 import numpy as np
 
-from xspec_sbi import xslibrary
-from xspec_sbi.fit import FitError, fit
-from xspec_sbi.objective import PoissonStatistic
-from xspec_sbi.simulate import Simulator, make_pool, simulate
+from xspec_sbi.model import library as xslibrary
+from xspec_sbi.baseline.fit import FitError, fit
+from xspec_sbi.forward.objective import PoissonStatistic
+from xspec_sbi.forward.simulate import Simulator, make_pool, simulate
 
 from .common import save_figure
 
@@ -64,7 +64,7 @@ def _budget(quick: bool) -> dict:
     each), so 500 spectra alone would take ~17 minutes; training on 30,000 simulations takes
     ~3.5 minutes (one torch thread). 200 spectra resolve the 0.5 % target to one spectrum.
     """
-    from xspec_sbi.npe import NPEConfig
+    from xspec_sbi.inference.npe import NPEConfig
     if quick:
         return dict(n_sims=3000, n_test=12, n_post=500, config=NPEConfig(max_epochs=40, patience=8),
                     restrict_rounds=3, restrict_epochs=40)
@@ -74,9 +74,9 @@ def _budget(quick: bool) -> dict:
 
 def _setup():
     """Simulator of model 2 in the paper's set-up, its Table 1 prior, and a note on the response."""
-    from xspec_sbi.priors import build_prior, table1_prior
-    from xspec_sbi.reference import find_nicer_arf, reference_spectrum
-    from xspec_sbi.xsmodels import Model
+    from xspec_sbi.inference.priors import build_prior, table1_prior
+    from xspec_sbi.presets.nicer import find_nicer_arf, reference_spectrum
+    from xspec_sbi.model.expression import Model
 
     settings = xslibrary.XspecSettings("wilm", "vern")
     xslibrary.configure(settings)
@@ -212,8 +212,8 @@ def _draw_figure(stats: dict, path) -> None:
 # -- the study -------------------------------------------------------------------------------
 def _restrict_and_train(sim, prior, bud, seeds, timings):
     """Count-window restricted prior, then a single-round network trained on draws from it."""
-    from xspec_sbi.npe import simulate_training_set, train_npe
-    from xspec_sbi.restrict import CountWindow, restrict_by_classifier
+    from xspec_sbi.inference.npe import simulate_training_set, train_npe
+    from xspec_sbi.inference.restrict import CountWindow, restrict_by_classifier
 
     with make_pool(sim, WORKERS) as pool:
         def simulate_fn(theta, r):
@@ -278,7 +278,7 @@ def study_local_minima(b, out, seed):
     counts = x_test.sum(axis=1)
     metrics = {
         "note": note,
-        "fit_note": ("fits are xspec_sbi.fit.fit (L-BFGS-B + Nelder-Mead polish, one start, bounded by the "
+        "fit_note": ("fits are xspec_sbi.baseline.fit.fit (L-BFGS-B + Nelder-Mead polish, one start, bounded by the "
                      f"Table 1 prior box, max_iterations={FIT_ITERATIONS}) standing for XSPEC's fit"),
         "model": "tbabs*(powerlaw+bbodyrad)", "prior": "Table 1 model 2, log-uniform norms",
         "count_window": list(COUNT_WINDOW),

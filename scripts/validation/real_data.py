@@ -16,7 +16,7 @@ Goodman-Weare chain on the same data and prior):
   of both spectra in one batched call, a chain for each.
 
 NICER's RMFs are not available: every NICER set-up uses
-:func:`xspec_sbi.response.nicer_like_response` (the real ARF with a Gaussian
+:func:`xspec_sbi.data.response.nicer_like_response` (the real ARF with a Gaussian
 redistribution of NICER XTI's resolution), and says so in its metrics.
 
 Why ``tbabs*powerlaw`` for the XMM-pn and XRT spectra: it is the paper's
@@ -36,15 +36,15 @@ from pathlib import Path
 import numpy as np
 
 from xspec_sbi.api import fit_and_chain, sbi_fit
-from xspec_sbi.importance import cstat_log_like_constant, importance_correct
-from xspec_sbi.npe import NPEConfig, torch_threads
-from xspec_sbi.priors import table1_frozen, table1_prior
-from xspec_sbi.reference import find_nicer_arf, paper_grouping
-from xspec_sbi.response import nicer_like_response
+from xspec_sbi.checks.importance import cstat_log_like_constant, importance_correct
+from xspec_sbi.inference.npe import NPEConfig, torch_threads
+from xspec_sbi.inference.priors import table1_frozen, table1_prior
+from xspec_sbi.presets.nicer import find_nicer_arf, paper_grouping
+from xspec_sbi.data.response import nicer_like_response
 from xspec_sbi.result import summarize
 from xspec_sbi.session import Session
-from xspec_sbi.spectrum import load_spectrum
-from xspec_sbi.xsmodels import Model
+from xspec_sbi.data.spectrum import load_spectrum
+from xspec_sbi.model.expression import Model
 
 from .common import compare_with_chain
 
@@ -279,7 +279,7 @@ def persistent_session(data: Path) -> Session:
 # -- NICER burst spectra: one amortized network ------------------------------------------------
 def arf_differences(nicer: Path) -> dict:
     """Largest relative differences (0.3-10 keV) between the burst ARFs and the pre-burst ARF."""
-    from xspec_sbi import ogip
+    from xspec_sbi.data import ogip
     files = {"b_004": "b_004_0.25s.arf", "b_008": "b_008_0.25s.arf", "pre_burst": "pre_burst_Tint200_raw.arf"}
     arfs = {n: ogip.read_arf(nicer / f) for n, f in files.items()}
     ref = arfs["b_004"]

@@ -7,9 +7,9 @@ import numpy as np
 
 from xspec_sbi.api import sbi_fit
 from xspec_sbi.demo import reference_session
-from xspec_sbi.npe import NPEConfig
-from xspec_sbi.priors import table1_prior
-from xspec_sbi.simulate import make_pool, simulate
+from xspec_sbi.inference.npe import NPEConfig
+from xspec_sbi.inference.priors import table1_prior
+from xspec_sbi.forward.simulate import make_pool, simulate
 
 from .common import amortized_test_set, compare_with_chain, save_figure
 
@@ -68,8 +68,8 @@ def study_pca(b, out, seed):
 
 def study_ppc(b, out, seed):
     """The observation against spectra drawn from the count-window restricted prior."""
-    from xspec_sbi.priors import build_prior
-    from xspec_sbi.restrict import CountWindow, restrict_by_classifier
+    from xspec_sbi.inference.priors import build_prior
+    from xspec_sbi.inference.restrict import CountWindow, restrict_by_classifier
     session, _ = reference_session(20000, seed=seed + 1)
     sim = session.simulator()
     prior = build_prior(session.model.parameters, table1_prior(1))

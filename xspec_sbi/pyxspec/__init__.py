@@ -9,15 +9,15 @@ end of :func:`xspec_sbi.sbi_fit` for a PyXspec session). Every function takes an
 module (default ``import xspec``) and leaves the user's session as it was.
 See ``docs/PYXSPEC.md`` for the PyXspec calls used.
 """
-from ._access import (JointGroupsError, PyXspecError, PyXspecUnavailableError, available,
+from xspec_sbi.pyxspec._access import (JointGroupsError, PyXspecError, PyXspecUnavailableError, available,
                       xspec_module)
-from .agreement import Agreement, AgreementError, check_agreement
-from .compare import XspecComparison, compare_with_xspec
-from .native import (export_samples, free_parameters, load_chain, xspec_chain, xspec_fit,
+from xspec_sbi.pyxspec.agreement import Agreement, AgreementError, check_agreement
+from xspec_sbi.pyxspec.compare import XspecComparison, compare_with_xspec
+from xspec_sbi.pyxspec.native import (export_samples, free_parameters, load_chain, xspec_chain, xspec_fit,
                      xspec_statistic, xspec_statistics)
-from .reader import XspecModel, read_session
-from .state import XspecState, preserved_state, snapshot
-from .xspec_path import (XspecPathFactory, XspecPathSimulator, choose_simulator,
+from xspec_sbi.pyxspec.reader import XspecModel, read_session
+from xspec_sbi.pyxspec.state import XspecState, preserved_state, snapshot
+from xspec_sbi.pyxspec.xspec_path import (XspecPathFactory, XspecPathSimulator, choose_simulator,
                          xspec_path_simulator)
 
 __all__ = [

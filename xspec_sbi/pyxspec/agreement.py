@@ -17,11 +17,11 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .. import xslibrary
-from ..folding import Folder
-from ..xsmodels import Model
-from ._access import PyXspecError, xspec_module
-from .reader import XspecModel, read_parameters, read_spectra_records
+from xspec_sbi.model import library as xslibrary
+from xspec_sbi.forward.folding import Folder
+from xspec_sbi.model.expression import Model
+from xspec_sbi.pyxspec._access import PyXspecError, xspec_module
+from xspec_sbi.pyxspec.reader import XspecModel, read_parameters, read_spectra_records
 
 __all__ = ["AgreementError", "Agreement", "check_agreement", "xspec_expected_counts"]
 

@@ -17,13 +17,13 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ..fit import FitResult
-from ..mcmc import ChainResult
-from ..result import summarize
-from . import native
-from ._access import PyXspecError, xspec_module
-from .reader import read_spectra_records
-from .state import preserved_state
+from xspec_sbi.baseline.fit import FitResult
+from xspec_sbi.baseline.mcmc import ChainResult
+from xspec_sbi.result import summarize
+from xspec_sbi.pyxspec import native
+from xspec_sbi.pyxspec._access import PyXspecError, xspec_module
+from xspec_sbi.pyxspec.reader import read_spectra_records
+from xspec_sbi.pyxspec.state import preserved_state
 
 __all__ = ["XspecComparison", "compare_with_xspec"]
 

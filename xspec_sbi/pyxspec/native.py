@@ -12,12 +12,12 @@ import os
 
 import numpy as np
 
-from ..chainfile import ChainFileError, read_chain_file, write_chain_file
-from ..fit import FitResult
-from ..mcmc import ChainConfigError, ChainResult
-from ._access import PyXspecError, xspec_module
-from .reader import read_parameters
-from .state import preserved_state
+from xspec_sbi.baseline.chainfile import ChainFileError, read_chain_file, write_chain_file
+from xspec_sbi.baseline.fit import FitResult
+from xspec_sbi.baseline.mcmc import ChainConfigError, ChainResult
+from xspec_sbi.pyxspec._access import PyXspecError, xspec_module
+from xspec_sbi.pyxspec.reader import read_parameters
+from xspec_sbi.pyxspec.state import preserved_state
 
 __all__ = ["free_parameters", "set_free_values", "xspec_statistic", "xspec_statistics", "xspec_fit", "xspec_chain",
            "check_chain_settings", "load_chain", "export_samples"]

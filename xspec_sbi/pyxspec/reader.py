@@ -18,7 +18,7 @@ XSPEC's notice state. ``Spectrum.noticed`` lists "the currently noticed
 (1-based) channel numbers"; for grouped data XSPEC's channels are the grouped
 bins (``Spectrum.values`` holds one rate per grouped bin and is indexed by
 these numbers), which is also what
-:attr:`xspec_sbi.spectrum.Spectrum.noticed` indexes.
+:attr:`xspec_sbi.data.spectrum.Spectrum.noticed` indexes.
 """
 from __future__ import annotations
 
@@ -28,15 +28,15 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .. import xslibrary
-from ..ogip import split_row_suffix
-from ..parameters import ParameterSpec
-from ..session import Session
-from ..spectrum import load_spectrum
-from ..xslibrary import ModelUnavailableError
-from ..xsmodels import Model, ModelError
-from ._access import JointGroupsError, PyXspecError, xspec_module
-from .state import model_groups
+from xspec_sbi.model import library as xslibrary
+from xspec_sbi.data.ogip import split_row_suffix
+from xspec_sbi.model.parameters import ParameterSpec
+from xspec_sbi.session import Session
+from xspec_sbi.data.spectrum import load_spectrum
+from xspec_sbi.model.library import ModelUnavailableError
+from xspec_sbi.model.expression import Model, ModelError
+from xspec_sbi.pyxspec._access import JointGroupsError, PyXspecError, xspec_module
+from xspec_sbi.pyxspec.state import model_groups
 
 __all__ = ["XspecModel", "SpectrumRecord", "read_session", "read_spectra_records",
            "read_parameters", "parse_link"]
@@ -288,6 +288,6 @@ def read_session(xspec=None) -> Session:
     model = _model(expression, groups[1], settings)
     factory = None
     if isinstance(model, XspecModel):
-        from .xspec_path import XspecPathFactory  # noqa: PLC0415 - xspec_path imports this module
+        from xspec_sbi.pyxspec.xspec_path import XspecPathFactory  # noqa: PLC0415 - xspec_path imports this module
         factory = XspecPathFactory(xs)
     return Session(spectra, model, settings, "cstat", origin="pyxspec", simulator_factory=factory)

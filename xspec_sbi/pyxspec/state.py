@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass, field
 
-from ._access import xspec_module
+from xspec_sbi.pyxspec._access import xspec_module
 
 __all__ = ["ParameterState", "XspecState", "snapshot", "preserved_state", "model_groups"]
 

@@ -1,7 +1,7 @@
 """fakeit through XSPEC itself, for models the embedded engine cannot evaluate.
 
 :class:`XspecPathSimulator` has the interface of
-:class:`xspec_sbi.simulate.Simulator` (``n_outputs``, ``expected_source``,
+:class:`xspec_sbi.forward.simulate.Simulator` (``n_outputs``, ``expected_source``,
 ``expected``, ``__call__(theta, rng)``, ``settings``, ``model``) and is
 picklable. The expected source counts are XSPEC's ``AllModels(g).folded(n)``
 [PyXspec Model page] times the exposure and AREASCAL (as XSPEC's statistics
@@ -23,12 +23,12 @@ import tempfile
 
 import numpy as np
 
-from ..simulate import FakeitDraws, JointSimulator
-from ..xslibrary import ModelUnavailableError
-from ..xsmodels import ModelError
-from ._access import PyXspecError, backend_name, resolve_backend, xspec_module
-from .reader import XspecModel, read_parameters, read_spectra_records
-from .state import preserved_state
+from xspec_sbi.forward.simulate import FakeitDraws, JointSimulator
+from xspec_sbi.model.library import ModelUnavailableError
+from xspec_sbi.model.expression import ModelError
+from xspec_sbi.pyxspec._access import PyXspecError, backend_name, resolve_backend, xspec_module
+from xspec_sbi.pyxspec.reader import XspecModel, read_parameters, read_spectra_records
+from xspec_sbi.pyxspec.state import preserved_state
 
 __all__ = ["XspecPathSimulator", "XspecPathFactory", "xspec_path_simulator", "choose_simulator",
            "save_session_text"]
@@ -69,7 +69,7 @@ class XspecPathSimulator(FakeitDraws):
     exposure : float
         s. areascal : ndarray (n_bins,)
     background_counts, background_scale : ndarray (n_bins,) or None
-        As :class:`~xspec_sbi.simulate.Simulator`.
+        As :class:`~xspec_sbi.forward.simulate.Simulator`.
     live : module, optional
         The PyXspec object of the building process (not pickled).
     """

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import xslibrary
-from .parameters import ParameterSpec
+from xspec_sbi.model import library as xslibrary
+from xspec_sbi.model.parameters import ParameterSpec
 
 __all__ = ["ModelError", "ComponentInfo", "Component", "Model", "component_catalog"]
 

@@ -58,8 +58,8 @@ from functools import cached_property
 import numpy as np
 import scipy.sparse
 
-from . import ogip
-from .response import Response, load_response
+from xspec_sbi.data import ogip
+from xspec_sbi.data.response import Response, load_response
 
 __all__ = ["SpectrumError", "Spectrum", "load_spectrum", "xspec_bin_index"]
 

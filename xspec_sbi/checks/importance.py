@@ -9,7 +9,7 @@ importance weights are
 with ``log L = -stat / 2`` (cstat, or wstat with a background) up to a constant.
 Everything here works on plain arrays; :func:`importance_from_posterior` wires
 in any object with ``sample(x, n, rng=...)`` and ``log_prob(theta, x)`` (such
-as :class:`xspec_sbi.npe.NeuralPosterior`).
+as :class:`xspec_sbi.inference.npe.NeuralPosterior`).
 
 Diagnostics follow Pareto-smoothed importance sampling (PSIS; Vehtari, Simpson,
 Gelman, Yao & Gabry 2015, JMLR 2024): a generalized Pareto distribution is
@@ -32,7 +32,7 @@ same holds for the background-profiled likelihood of the source and background
 spectra with both sets of counts in the constant
 (:func:`wstat_log_like_constant`). In bins with data where the model is below
 XSPEC's floor of 1e-5 counts, cstat is not the exact Poisson term (see
-:mod:`xspec_sbi.stats`).
+:mod:`xspec_sbi.forward.stats`).
 """
 from __future__ import annotations
 
@@ -516,7 +516,7 @@ def importance_from_posterior(
     ----------
     posterior : object
         Anything with ``sample(x, n, rng=...) -> (n, k)`` and
-        ``log_prob(theta, x) -> (n,)`` (e.g. :class:`xspec_sbi.npe.NeuralPosterior`).
+        ``log_prob(theta, x) -> (n,)`` (e.g. :class:`xspec_sbi.inference.npe.NeuralPosterior`).
     x : array_like, (n_bins,), counts
         The observation.
     log_prior : callable

@@ -26,7 +26,7 @@ import torch
 from scipy.special import expit, logit
 from torch.distributions import Distribution, constraints
 
-from .parameters import ParameterSpec
+from xspec_sbi.model.parameters import ParameterSpec
 
 __all__ = [
     "PriorError",

@@ -6,7 +6,7 @@ non-monotonic energy grid, negative or NaN counts, an out-of-range row raise
 :class:`OGIPError` (a ``ValueError``) or :class:`OGIPFileNotFoundError` (a
 ``FileNotFoundError``) whose message names the file and the fault. The
 readers know nothing about grouping rules, channel selection or physics;
-:mod:`xspec_sbi.spectrum` and :mod:`xspec_sbi.response` build on them.
+:mod:`xspec_sbi.data.spectrum` and :mod:`xspec_sbi.data.response` build on them.
 
 Conventions follow XSPEC 12 (HEASoft's ``OGIP_92aData``/``OGIP_92aIO``):
 a RATE column wins over COUNTS, EXPOSURE/BACKSCAL/AREASCAL are read from a

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .response import Response, gaussian_response, nicer_xti_fwhm
-from .spectrum import Spectrum
+from xspec_sbi.data.response import Response, gaussian_response, nicer_xti_fwhm
+from xspec_sbi.data.spectrum import Spectrum
 
 __all__ = ["REFERENCE_PARAMETERS", "NICER_ARF_NAME", "find_nicer_arf", "builtin_nicer_response",
            "nicer_response", "reference_spectrum", "paper_grouping"]
@@ -65,7 +65,7 @@ def builtin_nicer_response(n_channels: int = 1501, channel_width_kev: float = 0.
     """NICER-like response from the built-in area table (no files needed).
 
     Model grid 0.1-20 keV in 5 eV bins; channels PI 0..1500 of 10 eV; Gaussian
-    redistribution with :func:`~xspec_sbi.response.nicer_xti_fwhm`.
+    redistribution with :func:`~xspec_sbi.data.response.nicer_xti_fwhm`.
     """
     edges = np.round(np.arange(0.1, 20.0 + 1e-9, 0.005), 6)
     lo, hi = edges[:-1], edges[1:]
@@ -79,7 +79,7 @@ def builtin_nicer_response(n_channels: int = 1501, channel_width_kev: float = 0.
 
 def nicer_response(arf_path=None) -> Response:
     """The NICER-like response: from ``arf_path``, else the shared ARF, else built in."""
-    from .response import nicer_like_response
+    from xspec_sbi.data.response import nicer_like_response
     path = arf_path or find_nicer_arf()
     return nicer_like_response(path) if path is not None else builtin_nicer_response()
 
@@ -110,8 +110,8 @@ def reference_spectrum(counts: float = 20000.0, response: Response | None = None
         Zero counts, grouped by 5 channels, noticed 0.3-10 keV; fill it with
         :meth:`Spectrum.with_counts` or simulate into it.
     """
-    from .folding import Folder
-    from .xsmodels import Model
+    from xspec_sbi.forward.folding import Folder
+    from xspec_sbi.model.expression import Model
     response = response or nicer_response()
     model = model or Model("tbabs*powerlaw").set(**REFERENCE_PARAMETERS)
     n = response.n_channels

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import xslibrary
-from .folding import Transfer, build_transfer
+from xspec_sbi.model import library as xslibrary
+from xspec_sbi.forward.folding import Transfer, build_transfer
 
 __all__ = ["FakeitDraws", "Simulator", "JointSimulator", "SimulatorPool", "simulate", "make_pool", "fakeit_spectrum"]
 
@@ -95,7 +95,7 @@ class Simulator(FakeitDraws):
     @classmethod
     def from_spectrum(cls, spectrum, model, settings=None, use_background: bool = True,
                       trim: bool = True) -> "Simulator":
-        """Build from a :class:`~xspec_sbi.spectrum.Spectrum` (with response) and a model."""
+        """Build from a :class:`~xspec_sbi.data.spectrum.Spectrum` (with response) and a model."""
         bkg = scale = None
         if use_background and spectrum.background is not None:
             bkg = np.asarray(spectrum.binned_background_counts(), dtype=np.float64)

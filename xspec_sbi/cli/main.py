@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .xslibrary import DEFAULT_ABUND, DEFAULT_XSECT
+from xspec_sbi.model.library import DEFAULT_ABUND, DEFAULT_XSECT
 
 __all__ = ["main", "build_parser", "UsageError", "CommandError", "parse_prior", "SETUP_NAME"]
 
@@ -179,7 +179,7 @@ def _setup_options(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``xspec-sbi`` argument parser with its four commands."""
-    from . import __version__
+    from xspec_sbi import __version__
     ap = _Parser(prog=_PROG, formatter_class=_Formatter,
                  description="Simulation-based inference (neural posterior estimation) for "
                              "X-ray spectral fitting, beside XSPEC's C-stat fit and chain.",
@@ -271,8 +271,8 @@ def _check_positive(args, *names):
 
 def _model_and_prior(expression: str, freeze, prior_texts):
     """Model with --freeze applied, and the prior overrides by canonical name (validated)."""
-    from .priors import build_prior
-    from .xsmodels import Model
+    from xspec_sbi.inference.priors import build_prior
+    from xspec_sbi.model.expression import Model
     try:
         model = Model(expression)
     except ValueError as exc:
@@ -322,14 +322,14 @@ def _setup_record(args, model, overrides) -> dict:
 
 def _session(spectra, model, *, ignore, notice, abund, xsect, respfile, arffile, backfile,
              nicer_like_arf):
-    from .session import Session
+    from xspec_sbi.session import Session
     response = None
     if nicer_like_arf:
         if respfile or arffile:
             raise UsageError("--nicer-like-arf replaces the response: drop --respfile/--arffile")
         if not Path(nicer_like_arf).is_file():
             raise CommandError(f"--nicer-like-arf {nicer_like_arf}: file not found")
-        from .response import nicer_like_response
+        from xspec_sbi.data.response import nicer_like_response
         response = nicer_like_response(nicer_like_arf)
     for s in spectra:
         bare = re.sub(r"\{\d+\}$", "", str(s))
@@ -397,7 +397,7 @@ def _atomic_write_text(path: Path, text: str, overwrite: bool) -> None:
 
 
 def _npe_config(args):
-    from .npe import NPEConfig
+    from xspec_sbi.inference.npe import NPEConfig
     network = getattr(args, "network", None)
     if network and (Path(network) / SETUP_NAME).is_file():
         # a saved network is checked against the settings it was trained with
@@ -409,7 +409,7 @@ def _npe_config(args):
 
 
 def _run_sbi(args, say, *, save, network=None, mcmc=False, n_samples, correct, chain=None):
-    from .api import parse_restriction, sbi_fit
+    from xspec_sbi.api import parse_restriction, sbi_fit
     _check_positive(args, "sims", "rounds", "max_epochs", "workers", "samples")
     try:
         parse_restriction(args.restrict)
@@ -449,7 +449,7 @@ def _note(args) -> list[str]:
 
 # -- commands ---------------------------------------------------------------------
 def cmd_fit(args, say) -> int:
-    from .report import write_report
+    from xspec_sbi.report.folder import write_report
     _check_positive(args, "chain_length", "walkers")
     if args.network and args.save_network:
         raise UsageError("--network loads a trained posterior; --save-network saves a new one: "
@@ -477,7 +477,7 @@ def cmd_fit(args, say) -> int:
 
 
 def _write_setup(folder: Path, args, model, overrides, result) -> None:
-    from .api import network_fingerprint
+    from xspec_sbi.api import network_fingerprint
     record = _setup_record(args, model, overrides)
     record["npe_config"] = asdict(result.posterior.config)
     record["prior_box"] = result.prior.to_dict()
@@ -527,7 +527,7 @@ def load_setup(network) -> dict:
 
 
 def _setup_model(setup):
-    from .xsmodels import Model
+    from xspec_sbi.model.expression import Model
     model = Model(setup["model"])
     for name, value in setup["frozen"].items():
         model = model.set(**{name: value}).freeze(name)
@@ -549,10 +549,10 @@ def _spectrum_time(path: str) -> float | None:
 
 
 def cmd_apply(args, say) -> int:
-    from .api import network_fingerprint
-    from .npe import FingerprintMismatch, NeuralPosterior, NPEConfig
-    from .priors import build_prior
-    from .result import summarize
+    from xspec_sbi.api import network_fingerprint
+    from xspec_sbi.inference.npe import FingerprintMismatch, NeuralPosterior, NPEConfig
+    from xspec_sbi.inference.priors import build_prior
+    from xspec_sbi.result import summarize
     _check_positive(args, "samples")
     setup = load_setup(args.network)
     if len(setup["training_spectra"]) != 1:
@@ -673,7 +673,7 @@ def _print_tracks(labels, summaries, say):
 
 
 def cmd_demo(args, say) -> int:
-    from . import demo
+    from xspec_sbi import demo
     argv = ["--out", args.out] + (["--quick"] if args.quick else [])
     if args.sims is not None:
         argv += ["--sims", str(args.sims)]

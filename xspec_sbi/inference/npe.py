@@ -1,7 +1,7 @@
 """Neural posterior estimation: training, batched sampling, multi-round, persistence.
 
 The network is a conditional masked autoregressive flow (by default this
-package's :class:`xspec_sbi.flows.ConditionalMAF`, 5 transforms of 50 hidden
+package's :class:`xspec_sbi.inference.flows.ConditionalMAF`, 5 transforms of 50 hidden
 units as in Barret & Dupourque; ``sbi``'s flows by name), optionally an ensemble
 of them, trained here with a plain full-tensor loop (no DataLoader) on
 
@@ -12,7 +12,7 @@ of them, trained here with a plain full-tensor loop (no DataLoader) on
   and optionally compressed by PCA (90 % of the variance by default when asked).
 
 Training on draws from the prior, or from the prior truncated to a region
-(:class:`xspec_sbi.priors.TruncatedPrior`), gives the posterior under the user's
+(:class:`xspec_sbi.inference.priors.TruncatedPrior`), gives the posterior under the user's
 prior; :func:`fit_multi_round` builds such truncated proposals round after round
 (truncated sequential NPE, Deistler et al. 2022).
 """
@@ -34,9 +34,9 @@ import torch
 from scipy.special import ndtr, ndtri
 from torch import nn
 
-from . import __version__
-from .flows import ConditionalMAF
-from .priors import BoxPrior, TruncatedPrior, truncate
+from xspec_sbi import __version__
+from xspec_sbi.inference.flows import ConditionalMAF
+from xspec_sbi.inference.priors import BoxPrior, TruncatedPrior, truncate
 
 __all__ = [
     "NPEError",
@@ -85,7 +85,7 @@ class NPEConfig:
     ----------
     estimator : str
         ``"cmaf"`` (default): this package's conditional affine MAF
-        (:class:`xspec_sbi.flows.ConditionalMAF`), whose every autoregressive
+        (:class:`xspec_sbi.inference.flows.ConditionalMAF`), whose every autoregressive
         output sees the condition and whose condition term is computed once per
         observation when sampling. ``sbi`` flow builders: ``"zuko_maf"``,
         ``"maf"`` (nflows MAF, sbi's default; its first autoregressive output in
@@ -154,7 +154,7 @@ class NPEConfig:
     calibrate : bool
         ``"cmaf"`` only: after training, set the scales of the flow's Gaussian
         base to their maximum-likelihood values on the validation pairs
-        (:meth:`xspec_sbi.flows.ConditionalMAF.calibrate_base`), which widens an
+        (:meth:`xspec_sbi.inference.flows.ConditionalMAF.calibrate_base`), which widens an
         over-confident posterior.
     """
 
@@ -995,7 +995,7 @@ def fit_multi_round(
     rng : numpy.random.Generator or int
     rounds, simulations_per_round : int
     proposal : TruncatedPrior, optional
-        Starting restricted prior (e.g. from :mod:`xspec_sbi.restrict`).
+        Starting restricted prior (e.g. from :mod:`xspec_sbi.inference.restrict`).
     config : NPEConfig
     quantile, n_hpd_samples
         See :func:`hpd_truncation`.

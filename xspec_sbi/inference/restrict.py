@@ -12,7 +12,7 @@ Two ways to find the region of the prior worth simulating:
   observation(s) defines the region (highest-density region, union over
   observations).
 
-Either way the result is a :class:`xspec_sbi.priors.TruncatedPrior`: the user's
+Either way the result is a :class:`xspec_sbi.inference.priors.TruncatedPrior`: the user's
 prior times the indicator of the region, sampled by rejection from the prior.
 Training on it gives the posterior under the user's prior (exact where the
 region holds the posterior mass); training on any other proposal, e.g. the
@@ -30,9 +30,9 @@ import numpy as np
 import torch
 from scipy.stats import chi2
 
-from .npe import (NeuralPosterior, NPEConfig, Simulator, fit_single_round, hpd_truncation, seeded_torch,
+from xspec_sbi.inference.npe import (NeuralPosterior, NPEConfig, Simulator, fit_single_round, hpd_truncation, seeded_torch,
                   torch_threads)
-from .priors import BoxPrior, TruncatedPrior, truncate
+from xspec_sbi.inference.priors import BoxPrior, TruncatedPrior, truncate
 
 __all__ = [
     "RestrictionError",

@@ -14,8 +14,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .npe import NeuralPosterior
-from .priors import BoxPrior, TruncatedPrior
+from xspec_sbi.inference.npe import NeuralPosterior
+from xspec_sbi.inference.priors import BoxPrior, TruncatedPrior
 
 __all__ = [
     "CoverageReport",

@@ -98,7 +98,7 @@ def write_report(result, out, title: str = "xspec_sbi result", notes=(), overwri
     os.replace(tmp, buf)
     result.to_xspec_chain(out / "sbi_chain.fits", overwrite=overwrite)
     if result.chain is not None:
-        from .chainfile import write_chain_file
+        from xspec_sbi.baseline.chainfile import write_chain_file
         params = {p.name: p for p in result.session.model.parameters}
         write_chain_file(out / "mcmc_chain.fits", result.chain.samples, result.chain.stat,
                          names=list(result.names), indices=[params[n].index for n in result.names],

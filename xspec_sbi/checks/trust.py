@@ -21,7 +21,7 @@ from typing import Callable
 
 import numpy as np
 
-from .stats import GoodnessOfFit, cstat_goodness
+from xspec_sbi.forward.stats import GoodnessOfFit, cstat_goodness
 
 __all__ = [
     "TrustError",

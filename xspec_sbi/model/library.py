@@ -194,7 +194,7 @@ def configure(settings: XspecSettings) -> None:
     """Set XSPEC's abundance and cross-section tables in this process.
 
     Call it in every worker process (it is the pool initializer of
-    :mod:`xspec_sbi.simulate`): a spawned child starts at angr/vern.
+    :mod:`xspec_sbi.forward.simulate`): a spawned child starts at angr/vern.
     """
     lib = library()
     if current_settings() != settings:
@@ -249,7 +249,7 @@ _PROBE_CODE = r"""
 import json, sys, os
 import numpy as np
 os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # models chatter on stdout
-from xspec_sbi import xslibrary
+from xspec_sbi.model import library as xslibrary
 req = json.loads(sys.argv[1])
 xslibrary.configure(xslibrary.XspecSettings(**req["settings"]))
 edges = np.geomspace(0.1, 20.0, 401)

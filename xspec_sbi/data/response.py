@@ -16,7 +16,7 @@ import numpy as np
 import scipy.sparse
 from scipy.special import ndtr
 
-from . import ogip
+from xspec_sbi.data import ogip
 
 __all__ = [
     "ResponseError",

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import stats
-from .simulate import JointSimulator, Simulator
+from xspec_sbi.forward import stats
+from xspec_sbi.forward.simulate import JointSimulator, Simulator
 
 __all__ = ["PoissonStatistic"]
 

@@ -1,0 +1,1 @@
+"""The XSPEC-style answers: C-stat fit, Goodman-Weare chain, XSPEC chain files."""

@@ -1,0 +1,1 @@
+"""Is the posterior right: exact-likelihood correction, out-of-distribution, PPC, calibration."""

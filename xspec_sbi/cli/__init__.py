@@ -1,0 +1,1 @@
+"""The ``xspec-sbi`` command."""

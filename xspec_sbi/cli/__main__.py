@@ -1,0 +1,6 @@
+"""``python -m xspec_sbi.cli``: the same as the ``xspec-sbi`` command."""
+import sys
+
+from xspec_sbi.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Files to spectra and responses: OGIP readers, responses, grouping, channel selection."""

@@ -1,0 +1,1 @@
+"""Model to counts: transfer matrix and folding, fit statistics, the objective, fakeit."""

@@ -1,0 +1,1 @@
+"""Counts to posterior: priors, restriction, flows, NPE training, sampling, persistence."""

@@ -1,0 +1,1 @@
+"""XSPEC's model library, its model.dat catalogue, expressions and their evaluation."""
