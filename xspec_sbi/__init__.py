@@ -5,12 +5,13 @@
 ...                            prior={"powerlaw.norm": ("log", 0.01, 100)})
 >>> print(result.table())
 """
-__version__ = "0.1.0"
+from xspec_sbi._version import __version__
+from xspec_sbi.options import Budget, ChainOptions, ComputeOptions, NetworkOptions
+from xspec_sbi.result import SBIResult
+from xspec_sbi.session import Session
 
-from xspec_sbi.session import Session  # noqa: E402
-from xspec_sbi.result import SBIResult  # noqa: E402
-
-__all__ = ["sbi_fit", "Session", "SBIResult", "__version__"]
+__all__ = ["sbi_fit", "Session", "SBIResult", "Budget", "NetworkOptions", "ChainOptions",
+           "ComputeOptions", "__version__"]
 
 
 def __getattr__(name):

@@ -1,11 +1,27 @@
 """The result of :func:`xspec_sbi.sbi_fit`: posterior samples beside XSPEC's chain and C-stat."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 
-__all__ = ["ParameterSummary", "summarize", "SBIResult"]
+if TYPE_CHECKING:   # the types of the fields; importing them here would pull in torch
+    from xspec_sbi.baseline.fit import FitResult
+    from xspec_sbi.baseline.mcmc import ChainResult
+    from xspec_sbi.checks.importance import ImportanceResult
+    from xspec_sbi.checks.trust import OODResult, PPCResult
+    from xspec_sbi.forward.stats import GoodnessOfFit
+    from xspec_sbi.inference.npe import NeuralPosterior
+    from xspec_sbi.inference.priors import BoxPrior
+    from xspec_sbi.inference.restrict import RestrictionResult
+    from xspec_sbi.pyxspec.compare import XspecComparison
+    from xspec_sbi.session import Session
+
+__all__ = ["ParameterSummary", "summarize", "TrustChecks", "RunRecord", "SBIResult"]
+
+#: Version of the layout of :meth:`RunRecord.to_dict` (and of the report's summary.json).
+RECORD_SCHEMA = 1
 
 
 @dataclass(frozen=True)
@@ -27,6 +43,90 @@ def summarize(names, samples: np.ndarray) -> tuple[ParameterSummary, ...]:
     """Median, 68 % and 90 % central intervals of each column of ``samples`` (n, k)."""
     q = np.quantile(samples, [0.5, 0.16, 0.84, 0.05, 0.95], axis=0)
     return tuple(ParameterSummary(n, *map(float, q[:, i])) for i, n in enumerate(names))
+
+
+@dataclass(frozen=True)
+class TrustChecks:
+    """The checks of a posterior that are not the likelihood correction.
+
+    Attributes
+    ----------
+    ood : OODResult or None
+        Out-of-distribution check of the observation against this call's
+        training spectra; None when no network was trained in the call.
+    ppc : PPCResult or None
+        Posterior predictive check (p-value of the fit statistic).
+    """
+
+    ood: Optional["OODResult"] = None
+    ppc: Optional["PPCResult"] = None
+
+    def lines(self) -> list[str]:
+        """The checks as the table prints them (``name: value``); nothing for a check that passed silently."""
+        out = []
+        if self.ood is not None and self.ood.warning:
+            out.append(f"out-of-distribution: {self.ood.warning}")
+        if self.ppc is not None:
+            out.append(f"posterior predictive p-value: {self.ppc.p_value:.3f}"
+                       + (f" ({self.ppc.warning})" if self.ppc.warning else ""))
+        return out
+
+    def to_dict(self) -> dict:
+        """JSON-able summary (report, summary.json)."""
+        return {"out-of-distribution": None if self.ood is None else (self.ood.warning or "passed"),
+                "posterior predictive p-value": None if self.ppc is None else float(self.ppc.p_value),
+                "posterior predictive warning": None if self.ppc is None else self.ppc.warning}
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What a run did: settings, counts of simulations, versions (reproduces it with the same seed).
+
+    Attributes
+    ----------
+    model : str
+        XSPEC expression.
+    prior : dict
+        The prior box (kind and range per free parameter).
+    restrict : str
+        The restricted prior asked for.
+    n_simulations : int
+        Training simulations over all rounds (restriction excluded).
+    rounds : int
+    npe : str
+        The estimator's settings.
+    seed : int
+    abund, xsect : str
+        XSPEC's abundance and cross-section tables.
+    statistic : str
+        ``"cstat"`` or ``"wstat"``.
+    spectra : tuple of str
+        Labels (file names) of the spectra.
+    simulations_run : int
+        Every simulation of the call, restriction included.
+    versions : dict
+        Package versions.
+    """
+
+    model: str
+    prior: dict
+    restrict: str
+    n_simulations: int
+    rounds: int
+    npe: str
+    seed: int
+    abund: str
+    xsect: str
+    statistic: str
+    spectra: tuple
+    simulations_run: int
+    versions: dict
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["spectra"] = list(self.spectra)
+        d["schema"] = RECORD_SCHEMA
+        return d
 
 
 @dataclass(frozen=True, eq=False)
@@ -58,38 +158,40 @@ class SBIResult:
     chain_goodness : GoodnessOfFit or None
     correction : ImportanceResult or None
         Exact-likelihood importance correction of the network's samples.
-    trust : dict
+    trust : TrustChecks
         Out-of-distribution and posterior-predictive checks.
-    timings : dict
+    timings : dict of str to float
         Seconds per step.
-    xspec : object or None
+    settings : RunRecord or None
+        Run settings, simulation counts and versions.
+    restriction : RestrictionResult or None
+        The restricted prior the training set was drawn from.
+    xspec : XspecComparison or None
         XSPEC's own fit, chain and statistics when the session came from
         PyXspec (see :mod:`xspec_sbi.pyxspec`).
-    settings : dict
-        Run settings and versions.
     """
 
-    names: tuple
+    names: tuple[str, ...]
     samples: np.ndarray
     samples_raw: np.ndarray
-    summaries: tuple
+    summaries: tuple[ParameterSummary, ...]
     statistic: str
     best_theta: np.ndarray
     stat_median: float
     stat_best: float
-    goodness: object
-    session: object = field(repr=False)
-    prior: object = field(repr=False)
-    posterior: object = field(repr=False)
-    chain: object = None
-    chain_fit: object = None
-    chain_goodness: object = None
-    correction: object = None
-    trust: dict = field(default_factory=dict)
-    timings: dict = field(default_factory=dict)
-    settings: dict = field(default_factory=dict)
-    restriction: object = field(default=None, repr=False)
-    xspec: object = None
+    goodness: "GoodnessOfFit"
+    session: "Session" = field(repr=False)
+    prior: "BoxPrior" = field(repr=False)
+    posterior: "NeuralPosterior" = field(repr=False)
+    chain: Optional["ChainResult"] = None
+    chain_fit: Optional["FitResult"] = None
+    chain_goodness: Optional["GoodnessOfFit"] = None
+    correction: Optional["ImportanceResult"] = None
+    trust: TrustChecks = TrustChecks()
+    timings: dict[str, float] = field(default_factory=dict)
+    settings: Optional[RunRecord] = None
+    restriction: Optional["RestrictionResult"] = field(default=None, repr=False)
+    xspec: Optional["XspecComparison"] = None
 
     # -- tables --------------------------------------------------------------------
     def chain_summaries(self) -> tuple[ParameterSummary, ...] | None:
@@ -128,9 +230,7 @@ class SBIResult:
                         + (f"  -> {c.warning}" if c.warning else ""))
         if self.xspec is not None:
             rows.append(str(self.xspec))
-        for key, value in self.trust.items():
-            if value:
-                rows.append(f"{key}: {value}")
+        rows.extend(self.trust.lines())
         if self.timings:
             rows.append("time: " + ", ".join(f"{k} {v:.1f} s" for k, v in self.timings.items()))
         return "\n".join(rows)

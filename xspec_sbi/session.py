@@ -8,19 +8,34 @@ PyXspec.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
-from xspec_sbi.model import library as xslibrary
-from xspec_sbi import __version__
-from xspec_sbi.forward.objective import PoissonStatistic
-from xspec_sbi.forward.simulate import JointSimulator, Simulator
+from xspec_sbi._version import __version__
 from xspec_sbi.data.spectrum import Spectrum, load_spectrum
+from xspec_sbi.forward.objective import PoissonStatistic
+from xspec_sbi.forward.simulate import JointSimulator, Simulator, SpectralSimulator
+from xspec_sbi.model import library as xslibrary
 from xspec_sbi.model.expression import Model
 
-__all__ = ["Session", "SessionError"]
+__all__ = ["Session", "SessionError", "XspecLink"]
+
+
+class XspecLink(Protocol):
+    """What the pipeline asks of the live XSPEC session a :class:`Session` was read from.
+
+    :mod:`xspec_sbi.pyxspec` implements it (``pyxspec.link.XspecLink``); the
+    core never imports PyXspec.
+    """
+
+    def check_agreement(self, session: "Session"):
+        """Raise unless the engine folds the model as XSPEC does; return the agreement record."""
+
+    def compare(self, *, names, samples, median, chain, chain_length, chain_burn, walkers,
+                load_chain, progress, stat):
+        """XSPEC's own fit, chain and statistic beside the SBI samples."""
 
 #: Statistics the method accepts: Poisson ones (cstat becomes wstat with a background).
 POISSON_STATISTICS = ("cstat",)
@@ -51,6 +66,8 @@ class Session:
         ``(session, use_background) -> simulator`` for a model the engine
         cannot evaluate (set by :func:`xspec_sbi.pyxspec.read_session`: XSPEC
         folds the model). None: the engine's :class:`~xspec_sbi.forward.simulate.Simulator`.
+    xspec : XspecLink, optional
+        The live XSPEC session this one was read from (PyXspec sessions).
     """
 
     spectra: tuple
@@ -59,6 +76,7 @@ class Session:
     statistic: str = "cstat"
     origin: str = "files"
     simulator_factory: Callable | None = field(default=None, repr=False, compare=False)
+    xspec: XspecLink | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self):
         object.__setattr__(self, "spectra", tuple(self.spectra))
@@ -120,9 +138,13 @@ class Session:
     def with_model(self, model: Model) -> "Session":
         # The factory simulates the model XSPEC holds: it cannot stand for an engine model.
         factory = None if isinstance(model, Model) else self.simulator_factory
-        return Session(self.spectra, model, self.settings, self.statistic, self.origin, factory)
+        return replace(self, model=model, simulator_factory=factory)
 
-    def simulator(self, use_background: bool = True):
+    def with_xspec(self, link: XspecLink) -> "Session":
+        """The same session with the live XSPEC session it was read from attached."""
+        return replace(self, xspec=link)
+
+    def simulator(self, use_background: bool = True) -> SpectralSimulator:
         """The fakeit simulator of this session (joint over spectra when several).
 
         The engine's, or the one ``simulator_factory`` builds (XSPEC folding
@@ -155,10 +177,8 @@ class Session:
         Model expression and parameter set-up, XSPEC settings, and a digest of
         each spectrum's response, exposure, scales, grouping and notice state.
         """
-        sim = self.simulator()
-        parts = sim.parts if isinstance(sim, JointSimulator) else (sim,)
         digests = []
-        for s, p in zip(self.spectra, parts):
+        for s, p in zip(self.spectra, self.simulator().parts):
             h = hashlib.sha256()
             transfer = getattr(p, "transfer", None)
             if transfer is not None:
@@ -203,6 +223,5 @@ def _digest_folding(h, spectrum: Spectrum) -> None:
     h.update(np.ascontiguousarray(spectrum.binned_areascal(), dtype=np.float64).tobytes())
 
 
-def sim_has_background(sim) -> bool:
-    parts = sim.parts if isinstance(sim, JointSimulator) else (sim,)
-    return any(p.has_background for p in parts)
+def sim_has_background(sim: SpectralSimulator) -> bool:
+    return any(p.has_background for p in sim.parts)

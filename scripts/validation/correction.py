@@ -81,6 +81,6 @@ def _corner(r, path):
         np.atleast_1d(axes)[0].legend(fontsize=8)
         ess = f"ESS {100 * r.correction.ess_fraction:.1f}%, k {r.correction.pareto_k:.2f}"
         fig.suptitle(f"{r.session.observed().sum():.0f} counts, "
-                     f"{r.settings['n_simulations']} simulations: {ess}", fontsize=10)
+                     f"{r.settings.n_simulations} simulations: {ess}", fontsize=10)
         return fig
     save_figure(path, draw)

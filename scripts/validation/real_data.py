@@ -190,8 +190,8 @@ def describe_result(r, quick: bool) -> dict:
                   "chain_best_fit": r.chain_fit.stat if r.chain_fit is not None else None,
                   "sbi_goodness": goodness_dict(r.goodness),
                   "chain_goodness": goodness_dict(r.chain_goodness)},
-         "correction": correction_dict(r.correction), "trust": dict(r.trust),
-         "timings_s": dict(r.timings), "simulations_run": r.settings.get("simulations_run")}
+         "correction": correction_dict(r.correction), "trust": r.trust.to_dict(),
+         "timings_s": dict(r.timings), "simulations_run": r.settings.simulations_run}
     if r.chain is not None:
         t0 = time.perf_counter()
         m["sbi_vs_chain"] = chain_comparison(r, quick)

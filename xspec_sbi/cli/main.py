@@ -179,7 +179,7 @@ def _setup_options(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``xspec-sbi`` argument parser with its four commands."""
-    from xspec_sbi import __version__
+    from xspec_sbi._version import __version__
     ap = _Parser(prog=_PROG, formatter_class=_Formatter,
                  description="Simulation-based inference (neural posterior estimation) for "
                              "X-ray spectral fitting, beside XSPEC's C-stat fit and chain.",
@@ -431,9 +431,7 @@ def _run_sbi(args, say, *, save, network=None, mcmc=False, n_samples, correct, c
     chain = chain or {}
     with _executor(args.executor, say) as executor:
         result = sbi_fit(session, prior=overrides, restrict=args.restrict,
-                         n_simulations=args.sims, rounds=args.rounds,
-                         simulations_per_round=max(1, args.sims // args.rounds),
-                         n_samples=n_samples, correct=correct, mcmc=mcmc, seed=args.seed,
+                         n_simulations=args.sims, rounds=args.rounds, n_samples=n_samples, correct=correct, mcmc=mcmc, seed=args.seed,
                          workers=args.workers, executor=executor, network=network, save=save,
                          overwrite=args.overwrite, device=args.device, progress=say.level >= 1,
                          config=cfg, **chain)
@@ -482,8 +480,8 @@ def _write_setup(folder: Path, args, model, overrides, result) -> None:
     record["npe_config"] = asdict(result.posterior.config)
     record["prior_box"] = result.prior.to_dict()
     record["fingerprint"] = network_fingerprint(result.session, result.prior, result.posterior.config)
-    record["settings"] = {k: result.settings.get(k) for k in ("restrict", "n_simulations", "rounds",
-                                                              "seed", "versions")}
+    record["settings"] = {k: getattr(result.settings, k) for k in ("restrict", "n_simulations", "rounds",
+                                                                   "seed", "versions")}
     _atomic_write_text(folder / SETUP_NAME, json.dumps(record, indent=1, default=str),
                        overwrite=args.overwrite)
 

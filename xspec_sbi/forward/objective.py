@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from xspec_sbi.forward import stats
-from xspec_sbi.forward.simulate import JointSimulator, Simulator
+from xspec_sbi.forward.simulate import FakeitDraws, SpectralSimulator
 
 __all__ = ["PoissonStatistic"]
 
@@ -20,7 +20,7 @@ class PoissonStatistic:
 
     Parameters
     ----------
-    simulator : Simulator or JointSimulator
+    simulator : SpectralSimulator
         Gives the folded model; its background (if any) selects wstat.
     observed : ndarray (n_outputs,)
         Data in the simulator's layout: per spectrum, source counts then,
@@ -29,13 +29,11 @@ class PoissonStatistic:
 
     def __init__(self, simulator, observed):
         self.simulator = simulator
-        parts = simulator.parts if isinstance(simulator, JointSimulator) else (simulator,)
         observed = np.asarray(observed, dtype=np.float64)
         if observed.shape != (simulator.n_outputs,):
             raise ValueError(f"observed data have shape {observed.shape}; the set-up expects "
                              f"({simulator.n_outputs},)")
-        blocks = simulator.split(observed) if isinstance(simulator, JointSimulator) else [observed]
-        self._parts = list(zip(parts, blocks))
+        self._parts = list(zip(simulator.parts, simulator.split(observed)))
 
     @property
     def name(self) -> str:
@@ -58,7 +56,7 @@ class PoissonStatistic:
 
         Parameters
         ----------
-        simulator : Simulator or JointSimulator
+        simulator : SpectralSimulator
         x : ndarray (n, n_outputs), counts
             Data rows in the simulator's layout (e.g. spectra simulated at ``theta``).
         theta : ndarray (n, n_free)
@@ -72,16 +70,13 @@ class PoissonStatistic:
         theta = np.atleast_2d(theta)
         if x.shape != (theta.shape[0], simulator.n_outputs):
             raise ValueError(f"x has shape {x.shape}; expected ({theta.shape[0]}, {simulator.n_outputs})")
-        joint = isinstance(simulator, JointSimulator)
-        parts = simulator.parts if joint else (simulator,)
-        blocks = simulator.split(x) if joint else [x]
         total = np.zeros(theta.shape[0])
-        for sim, data in zip(parts, blocks):
+        for sim, data in zip(simulator.parts, simulator.split(x)):
             total += PoissonStatistic._one(sim, data, sim.expected_source(theta))
         return total
 
     @staticmethod
-    def _one(sim: Simulator, data, mu):
+    def _one(sim: FakeitDraws, data, mu):
         """Statistic of data (n_outputs,) or rows (n, n_outputs) against source counts mu."""
         if not sim.has_background:
             return stats.cstat(data, mu)

@@ -19,22 +19,55 @@ import multiprocessing
 import os
 import sys
 from dataclasses import dataclass
+from typing import Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
 from xspec_sbi.model import library as xslibrary
 from xspec_sbi.forward.folding import Transfer, build_transfer
 
-__all__ = ["FakeitDraws", "Simulator", "JointSimulator", "SimulatorPool", "simulate", "make_pool", "fakeit_spectrum"]
+__all__ = ["SpectralSimulator", "FakeitDraws", "Simulator", "JointSimulator", "SimulatorPool", "simulate", "make_pool", "fakeit_spectrum"]
+
+
+@runtime_checkable
+class SpectralSimulator(Protocol):
+    """What every simulator offers: the engine's for one spectrum or several, and the XSPEC path's.
+
+    A simulator is a pure function ``(theta, rng) -> counts``. Its data
+    vector is the spectra side by side: per spectrum, the source bins, then
+    the background bins when the spectrum has a background. ``parts`` are the
+    one-spectrum simulators in that order (a one-spectrum simulator is its own
+    only part) and ``split`` cuts data vectors into their blocks, so callers
+    never need to ask which kind they hold.
+    """
+
+    model: object
+    n_outputs: int
+
+    @property
+    def parts(self) -> Sequence["FakeitDraws"]: ...
+
+    def split(self, x: np.ndarray) -> list[np.ndarray]: ...
+
+    def __call__(self, theta, rng: np.random.Generator) -> np.ndarray: ...
 
 
 class FakeitDraws:
-    """fakeit's draws given the folded source model, shared by every simulator.
+    """fakeit's draws given the folded source model, shared by every one-spectrum simulator.
 
     A subclass provides ``n_bins``, ``expected_source(theta)``, ``model`` and
     the attributes ``background_counts`` / ``background_scale`` (None without
     a background).
     """
+
+    @property
+    def parts(self) -> tuple:
+        """One spectrum: the simulator itself (see :class:`SpectralSimulator`)."""
+        return (self,)
+
+    def split(self, x: np.ndarray) -> list[np.ndarray]:
+        """One spectrum: the data vectors as they are, as the only block."""
+        return [x]
 
     @property
     def has_background(self) -> bool:

@@ -51,8 +51,8 @@ def summary_dict(result) -> dict:
         "goodness": {"stat": result.goodness.cstat, "expected": result.goodness.expected,
                      "sigma": result.goodness.sigma, "deviation": result.goodness.deviation},
         "timings_s": result.timings,
-        "settings": result.settings,
-        "trust": result.trust,
+        "settings": None if result.settings is None else result.settings.to_dict(),
+        "trust": result.trust.to_dict(),
     }
     chain = result.chain_summaries()
     if chain is not None:
@@ -121,7 +121,7 @@ def _html(result, title, notes, out: Path) -> str:
         for s, c in zip(result.summaries, result.chain_summaries() or [None] * len(result.summaries)))
     head = "<tr><th>parameter</th><th>SBI median</th><th>SBI 68%</th>" + (
         "<th>MCMC median</th><th>MCMC 68%</th>" if result.chain is not None else "") + "</tr>"
-    settings = html.escape(json.dumps(_jsonable(result.settings), indent=1))
+    settings = html.escape(json.dumps(_jsonable(None if result.settings is None else result.settings.to_dict()), indent=1))
     note_html = "".join(f"<p class=note>{html.escape(n)}</p>" for n in notes)
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>{html.escape(title)}</title>

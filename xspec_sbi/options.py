@@ -1,0 +1,266 @@
+"""The options of :func:`xspec_sbi.sbi_fit`, grouped into records.
+
+Four records, one per concern: :class:`Budget` (how many simulations, rounds
+and samples), :class:`NetworkOptions` (which estimator, load or save a trained
+network), :class:`ChainOptions` (the Goodman-Weare chain beside SBI, XSPEC's
+``chain`` settings) and :class:`ComputeOptions` (processes, executor,
+progress). ``sbi_fit`` also takes the fields as flat keywords (``n_simulations=``,
+``chain_length=``, ...): :func:`from_keywords` maps each to its record and
+refuses a value given twice, so nothing is silently overridden.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields, replace
+from typing import Any, Mapping
+
+__all__ = ["OptionError", "Budget", "NetworkOptions", "ChainOptions", "ComputeOptions", "RunOptions",
+           "SHORTCUTS", "from_keywords"]
+
+
+class OptionError(ValueError):
+    """An option of ``sbi_fit`` is invalid or contradicts another."""
+
+
+def _positive_int(name: str, value, minimum: int = 1) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise OptionError(f"{name}={value!r}: expected an integer >= {minimum}")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How much inference to do.
+
+    Parameters
+    ----------
+    n_simulations : int, optional
+        Training simulations of a single round (default 10,000). With
+        ``rounds > 1``: the total over all rounds, split evenly, unless
+        ``simulations_per_round`` is given (giving both with a different total
+        is refused).
+    rounds : int
+        1: single-round amortized NPE; more: truncated sequential rounds on
+        this observation.
+    simulations_per_round : int, optional
+        Simulations per round when ``rounds > 1`` (default 1,000).
+    n_samples : int
+        Posterior samples drawn and returned (default 10,000).
+    """
+
+    n_simulations: int | None = None
+    rounds: int = 1
+    simulations_per_round: int | None = None
+    n_samples: int = 10_000
+
+    def __post_init__(self):
+        _positive_int("rounds", self.rounds)
+        _positive_int("n_samples", self.n_samples, 2)
+        if self.n_simulations is not None:
+            _positive_int("n_simulations", self.n_simulations, 20)
+        if self.simulations_per_round is not None:
+            _positive_int("simulations_per_round", self.simulations_per_round, 20)
+        if self.rounds == 1 and self.simulations_per_round is not None:
+            raise OptionError("simulations_per_round is for rounds > 1; with one round give n_simulations")
+        if (self.rounds > 1 and self.n_simulations is not None and self.simulations_per_round is not None
+                and self.n_simulations != self.rounds * self.simulations_per_round):
+            raise OptionError(f"n_simulations={self.n_simulations} contradicts rounds={self.rounds} x "
+                              f"simulations_per_round={self.simulations_per_round}; give one of them")
+
+    @property
+    def per_round(self) -> int:
+        """Simulations in each round (rounds > 1)."""
+        if self.simulations_per_round is not None:
+            return self.simulations_per_round
+        if self.n_simulations is not None:
+            return max(20, self.n_simulations // self.rounds)
+        return 1000
+
+    @property
+    def total_simulations(self) -> int:
+        """Training simulations over all rounds (restriction excluded)."""
+        if self.rounds > 1:
+            return self.rounds * self.per_round
+        return 10_000 if self.n_simulations is None else self.n_simulations
+
+
+@dataclass(frozen=True)
+class NetworkOptions:
+    """The neural posterior estimator: its settings, or a trained one to load.
+
+    Parameters
+    ----------
+    estimator, x_transform, pca : optional
+        Shortcuts for :class:`~xspec_sbi.inference.npe.NPEConfig` fields
+        (``estimator``, ``x_transform``, ``pca_variance``); default: its measured
+        choice. Refused together with ``config``.
+    config : NPEConfig, optional
+        Every estimator setting at once.
+    load : path, optional
+        A network folder saved by an earlier run; its set-up must match.
+    save : path, optional
+        Save the trained network there.
+    overwrite : bool
+        Replace an existing network folder at ``save``.
+    device : str
+        ``"cpu"`` or ``"cuda"``.
+    """
+
+    estimator: str | None = None
+    x_transform: str | None = None
+    pca: float | None = None
+    config: Any = None
+    load: str | os.PathLike | None = None
+    save: str | os.PathLike | None = None
+    overwrite: bool = False
+    device: str = "cpu"
+
+    def __post_init__(self):
+        given = [n for n in ("estimator", "x_transform", "pca") if getattr(self, n) is not None]
+        if self.config is not None and given:
+            raise OptionError(f"config= and {', '.join(given)}= both given: set "
+                              f"{', '.join(given)} inside the NPEConfig instead")
+        if self.load is not None and self.save is not None:
+            raise OptionError("network: load= and save= both given; a loaded network is not retrained")
+
+    def npe_config(self):
+        """The :class:`NPEConfig` these options describe."""
+        if self.config is not None:
+            return self.config
+        from xspec_sbi.inference.npe import NPEConfig
+        chosen = {k: v for k, v in dict(estimator=self.estimator, x_transform=self.x_transform,
+                                         pca_variance=self.pca).items() if v is not None}
+        return NPEConfig(**chosen)
+
+
+@dataclass(frozen=True)
+class ChainOptions:
+    """The Goodman-Weare chain run beside SBI on the same data and prior (XSPEC's ``chain``).
+
+    Parameters
+    ----------
+    run : bool, optional
+        Run it (default: yes for a single spectrum, no for joint fits).
+    length, burn : int
+        Samples over all walkers, as XSPEC counts them (defaults 50,000 and 5,000).
+    walkers : int, optional
+        Even, at least ``2 n_free``; default XSPEC's 8, raised for more than
+        4 free parameters (with a warning).
+    load_into_xspec : bool
+        PyXspec sessions: load the SBI samples into ``AllChains`` so that
+        XSPEC's ``error`` and ``flux ... err`` use them.
+    """
+
+    run: bool | None = None
+    length: int = 50_000
+    burn: int = 5_000
+    walkers: int | None = None
+    load_into_xspec: bool = False
+
+    def __post_init__(self):
+        _positive_int("chain_length", self.length)
+        _positive_int("chain_burn", self.burn, 0)
+
+
+@dataclass(frozen=True)
+class ComputeOptions:
+    """Where the simulations run.
+
+    Parameters
+    ----------
+    workers : int, optional
+        Simulation processes (default: all cores; 1: in this process).
+    executor : concurrent.futures.Executor, optional
+        Run simulations there instead (a Dask client's executor, say).
+    progress : bool
+        Progress bars and step messages.
+    """
+
+    workers: int | None = None
+    executor: Any = None
+    progress: bool = True
+
+    def __post_init__(self):
+        if self.workers is not None:
+            _positive_int("workers", self.workers)
+        if self.workers is not None and self.executor is not None:
+            raise OptionError("workers= and executor= both given: the executor decides its workers")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """All options of one ``sbi_fit`` call."""
+
+    budget: Budget = Budget()
+    network: NetworkOptions = NetworkOptions()
+    chain: ChainOptions = ChainOptions()
+    compute: ComputeOptions = ComputeOptions()
+
+
+#: Flat keyword of ``sbi_fit`` -> (record, field).
+SHORTCUTS: Mapping[str, tuple[str, str]] = {
+    "n_simulations": ("budget", "n_simulations"),
+    "rounds": ("budget", "rounds"),
+    "simulations_per_round": ("budget", "simulations_per_round"),
+    "n_samples": ("budget", "n_samples"),
+    "estimator": ("network", "estimator"),
+    "x_transform": ("network", "x_transform"),
+    "pca": ("network", "pca"),
+    "config": ("network", "config"),
+    "save": ("network", "save"),
+    "overwrite": ("network", "overwrite"),
+    "device": ("network", "device"),
+    "mcmc": ("chain", "run"),
+    "chain_length": ("chain", "length"),
+    "chain_burn": ("chain", "burn"),
+    "walkers": ("chain", "walkers"),
+    "load_chain": ("chain", "load_into_xspec"),
+    "workers": ("compute", "workers"),
+    "executor": ("compute", "executor"),
+    "progress": ("compute", "progress"),
+}
+_RECORDS = {"budget": Budget, "network": NetworkOptions, "chain": ChainOptions, "compute": ComputeOptions}
+
+
+def from_keywords(records: Mapping[str, Any], keywords: Mapping[str, Any]) -> RunOptions:
+    """Combine option records and flat keywords into :class:`RunOptions`.
+
+    Parameters
+    ----------
+    records : mapping
+        ``{"budget": Budget | None, "network": NetworkOptions | path | None, ...}``;
+        a path for ``network`` means ``NetworkOptions(load=path)``, a bool for
+        ``chain`` means ``ChainOptions(run=bool)``.
+    keywords : mapping
+        Flat keywords (see :data:`SHORTCUTS`).
+
+    Raises
+    ------
+    OptionError
+        An unknown keyword, or a field given both in a record and as a keyword.
+    """
+    built = {}
+    for name, cls in _RECORDS.items():
+        value = records.get(name)
+        if value is None:
+            value = cls()
+        elif name == "network" and isinstance(value, (str, os.PathLike)):
+            value = NetworkOptions(load=value)
+        elif name == "chain" and isinstance(value, bool):
+            value = ChainOptions(run=value)
+        elif not isinstance(value, cls):
+            raise OptionError(f"{name}={value!r}: expected a {cls.__name__}")
+        built[name] = value
+    explicit = {name: records.get(name) is not None for name in _RECORDS}
+    updates: dict[str, dict] = {name: {} for name in _RECORDS}
+    for key, value in keywords.items():
+        if key not in SHORTCUTS:
+            raise OptionError(f"sbi_fit got an unknown keyword {key}=; see help(xspec_sbi.sbi_fit)")
+        record, field_name = SHORTCUTS[key]
+        default = next(f.default for f in fields(_RECORDS[record]) if f.name == field_name)
+        if explicit[record] and getattr(built[record], field_name) != default:
+            raise OptionError(f"{key}= and {record}=...{field_name} both given; give one")
+        updates[record][field_name] = value
+    for name, change in updates.items():
+        if change:
+            built[name] = replace(built[name], **change)
+    return RunOptions(**built)
