@@ -350,7 +350,8 @@ def _correct(raw, posterior, box, stat_fn, x_obs, sim, rng):
 def _trust(x_train, x_obs, samples, sim, stat_fn, rng):
     """Out-of-distribution check against the training spectra, and the posterior predictive p-value."""
     from xspec_sbi.forward.objective import PoissonStatistic
-    from xspec_sbi.checks.trust import ood_check, ppc_pvalue
+    from xspec_sbi.checks.ood import ood_check
+    from xspec_sbi.checks.ppc import ppc_pvalue
     out = {}
     if x_train is not None:   # single-round training in this call
         out["out-of-distribution"] = ood_check(x_obs, x_train).warning
