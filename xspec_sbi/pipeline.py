@@ -303,7 +303,8 @@ def likelihood_check(raw, posterior, st: _Stage):
 
 def trust_checks(x_train, samples, st: _Stage) -> TrustChecks:
     """Out-of-distribution check against the training spectra, and the posterior predictive p-value."""
-    from xspec_sbi.checks.trust import ood_check, ppc_pvalue
+    from xspec_sbi.checks.ood import ood_check
+    from xspec_sbi.checks.ppc import ppc_pvalue
     from xspec_sbi.forward.objective import PoissonStatistic
     ood = ood_check(st.x_obs, x_train) if x_train is not None else None   # trained in this call
     median = np.median(samples, axis=0)
