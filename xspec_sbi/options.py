@@ -14,7 +14,8 @@ import os
 from dataclasses import dataclass, fields, replace
 from typing import Any, Mapping
 
-__all__ = ["OptionError", "Budget", "NetworkOptions", "ChainOptions", "ComputeOptions", "RunOptions",
+__all__ = ["OptionError", "Budget", "NetworkOptions", "ChainOptions", "ComputeOptions", "RefineOptions",
+           "RunOptions",
            "SHORTCUTS", "from_keywords"]
 
 
@@ -187,6 +188,63 @@ class ComputeOptions:
 
 
 @dataclass(frozen=True)
+class RefineOptions:
+    """Adaptive refinement: more rounds on this observation until the exact-likelihood check passes.
+
+    After the first network (trained or loaded), the network's draws are
+    weighted by the exact likelihood. While that check fails (Pareto k at or
+    above ``min(1 - 1/log10 n, 0.7)``, PSIS effective sample size under 100, or
+    an ESS fraction under ``min_ess_fraction``), a truncated sequential round
+    runs: simulations from the user's prior truncated to the current
+    posterior's highest-density region (so the posterior stays the one under
+    the user's prior), the network retrained on every simulation so far, the
+    check repeated. When the budget is spent and the check still fails, the
+    samples returned are an exact Goodman-Weare chain on the statistic,
+    started from the network's draws (``fallback="chain"``), and the result
+    says so; the network's own draws stay in ``samples_raw``.
+
+    Parameters
+    ----------
+    enabled : bool
+        Refine at all (default yes).
+    max_rounds : int
+        Refinement rounds at most (default 4).
+    simulations_per_round : int, optional
+        Default: a quarter of the first round's simulations, at least 1,000.
+    max_simulations : int, optional
+        Refinement simulations at most (default ``max_rounds x simulations_per_round``).
+    max_seconds : float, optional
+        Stop starting new rounds after this many seconds of refinement.
+    min_ess_fraction : float
+        Smallest ESS fraction called good enough (default 0.02).
+    fallback : {"chain", "none"}
+        What to return when the check still fails: exact chain draws, or the
+        network's draws (flagged as such).
+    """
+
+    enabled: bool = True
+    max_rounds: int = 4
+    simulations_per_round: int | None = None
+    max_simulations: int | None = None
+    max_seconds: float | None = None
+    min_ess_fraction: float = 0.02
+    fallback: str = "chain"
+
+    def __post_init__(self):
+        _positive_int("refine max_rounds", self.max_rounds, 0)
+        if self.simulations_per_round is not None:
+            _positive_int("refine simulations_per_round", self.simulations_per_round, 20)
+        if self.fallback not in ("chain", "none"):
+            raise OptionError(f"refine fallback={self.fallback!r}: choose 'chain' or 'none'")
+        if not 0.0 <= self.min_ess_fraction < 1.0:
+            raise OptionError(f"refine min_ess_fraction={self.min_ess_fraction!r}: must be in [0, 1)")
+
+    def per_round(self, first_round: int) -> int:
+        """Simulations of each refinement round, given the first round's."""
+        return self.simulations_per_round or max(1000, first_round // 4)
+
+
+@dataclass(frozen=True)
 class RunOptions:
     """All options of one ``sbi_fit`` call."""
 
@@ -194,6 +252,7 @@ class RunOptions:
     network: NetworkOptions = NetworkOptions()
     chain: ChainOptions = ChainOptions()
     compute: ComputeOptions = ComputeOptions()
+    refine: RefineOptions = RefineOptions()
 
 
 #: Flat keyword of ``sbi_fit`` -> (record, field).
@@ -218,7 +277,8 @@ SHORTCUTS: Mapping[str, tuple[str, str]] = {
     "executor": ("compute", "executor"),
     "progress": ("compute", "progress"),
 }
-_RECORDS = {"budget": Budget, "network": NetworkOptions, "chain": ChainOptions, "compute": ComputeOptions}
+_RECORDS = {"budget": Budget, "network": NetworkOptions, "chain": ChainOptions, "compute": ComputeOptions,
+            "refine": RefineOptions}
 
 
 def from_keywords(records: Mapping[str, Any], keywords: Mapping[str, Any]) -> RunOptions:
@@ -229,7 +289,8 @@ def from_keywords(records: Mapping[str, Any], keywords: Mapping[str, Any]) -> Ru
     records : mapping
         ``{"budget": Budget | None, "network": NetworkOptions | path | None, ...}``;
         a path for ``network`` means ``NetworkOptions(load=path)``, a bool for
-        ``chain`` means ``ChainOptions(run=bool)``.
+        ``chain`` means ``ChainOptions(run=bool)``, for ``refine``
+        ``RefineOptions(enabled=bool)``.
     keywords : mapping
         Flat keywords (see :data:`SHORTCUTS`).
 
@@ -247,6 +308,8 @@ def from_keywords(records: Mapping[str, Any], keywords: Mapping[str, Any]) -> Ru
             value = NetworkOptions(load=value)
         elif name == "chain" and isinstance(value, bool):
             value = ChainOptions(run=value)
+        elif name == "refine" and isinstance(value, bool):
+            value = RefineOptions(enabled=value)
         elif not isinstance(value, cls):
             raise OptionError(f"{name}={value!r}: expected a {cls.__name__}")
         built[name] = value

@@ -61,6 +61,8 @@ class TrustChecks:
 
     ood: Optional["OODResult"] = None
     ppc: Optional["PPCResult"] = None
+    ppc_not_computed: str = ""
+    bounds: tuple = ()
 
     def lines(self) -> list[str]:
         """The checks as the table prints them (``name: value``); nothing for a check that passed silently."""
@@ -70,13 +72,18 @@ class TrustChecks:
         if self.ppc is not None:
             out.append(f"posterior predictive p-value: {self.ppc.p_value:.3f}"
                        + (f" ({self.ppc.warning})" if self.ppc.warning else ""))
+        elif self.ppc_not_computed:
+            out.append(f"posterior predictive check: not computed ({self.ppc_not_computed})")
+        out.extend(f"prior bound: {b}" for b in self.bounds)
         return out
 
     def to_dict(self) -> dict:
         """JSON-able summary (report, summary.json)."""
         return {"out-of-distribution": None if self.ood is None else (self.ood.warning or "passed"),
                 "posterior predictive p-value": None if self.ppc is None else float(self.ppc.p_value),
-                "posterior predictive warning": None if self.ppc is None else self.ppc.warning}
+                "posterior predictive warning": None if self.ppc is None else self.ppc.warning,
+                "posterior predictive not computed": self.ppc_not_computed or None,
+                "prior bounds": list(self.bounds)}
 
 
 @dataclass(frozen=True)
@@ -170,6 +177,14 @@ class SBIResult:
     xspec : XspecComparison or None
         XSPEC's own fit, chain and statistics when the session came from
         PyXspec (see :mod:`xspec_sbi.pyxspec`).
+    samples_source : str
+        What ``samples`` are: ``"corrected"`` (the network's draws reweighted by
+        the exact likelihood, the check passed), ``"chain"`` (the check failed
+        within the refinement budget: an exact Goodman-Weare chain on the
+        statistic, started from the network's draws) or ``"network"`` (the
+        network's own draws: the check was off, or failed with no fallback).
+    rounds : tuple of RoundRecord
+        Every round of inference with its check (first network, refinements).
     """
 
     names: tuple[str, ...]
@@ -193,6 +208,8 @@ class SBIResult:
     settings: Optional[RunRecord] = None
     restriction: Optional["RestrictionResult"] = field(default=None, repr=False)
     xspec: Optional["XspecComparison"] = None
+    samples_source: str = "corrected"
+    rounds: tuple = ()
 
     # -- tables --------------------------------------------------------------------
     def chain_summaries(self) -> tuple[ParameterSummary, ...] | None:
@@ -214,9 +231,7 @@ class SBIResult:
                          f"{abs(s.median - c.median) / sd if sd > 0 else np.nan:>8.2f}{ratio:>7.2f}")
             rows.append(line)
         rows.append("")
-        if self.correction is not None and self.correction.reliable:
-            rows.append("SBI samples are the network's, reweighted by the exact likelihood "
-                        "(importance sampling, reliable here)")
+        rows.extend(self._source_lines())
         rows.append(f"{self.statistic} at SBI median: {self.stat_median:.2f}; "
                     f"at best SBI sample: {self.stat_best:.2f}")
         rows.append(f"SBI best sample: {self.goodness}")
@@ -235,6 +250,23 @@ class SBIResult:
         if self.timings:
             rows.append("time: " + ", ".join(f"{k} {v:.1f} s" for k, v in self.timings.items()))
         return "\n".join(rows)
+
+    def _source_lines(self) -> list[str]:
+        rows = [str(r) for r in self.rounds] if len(self.rounds) > 1 else []
+        if self.samples_source == "corrected":
+            rows.append("SBI samples are the network's, reweighted by the exact likelihood "
+                        "(importance sampling, reliable here)")
+        elif self.samples_source == "chain":
+            rows.append(f"the likelihood check still failed after {len(self.rounds)} round(s): SBI samples "
+                        "are an exact Goodman-Weare chain on the statistic, started from the network's "
+                        "draws (the network's own draws: samples_raw)")
+        elif self.correction is None:
+            rows.append("SBI samples are the network's own draws, not checked against the exact "
+                        "likelihood (correct=False)")
+        else:
+            rows.append("WARNING: the likelihood check failed and SBI samples are the network's own "
+                        "draws, which are not the posterior (refinement off or fallback='none')")
+        return rows
 
     def __str__(self) -> str:
         return self.table()
