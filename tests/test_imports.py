@@ -8,7 +8,9 @@ import xspec_sbi
 
 ENGINE = ["data.ogip", "data.response", "data.spectrum", "model.library", "model.expression",
           "forward.folding", "forward.simulate", "forward.objective", "forward.stats", "baseline.fit",
-          "baseline.mcmc", "baseline.chainfile", "session", "result", "presets.nicer"]
+          "baseline.mcmc", "baseline.chainfile", "session", "result", "presets.nicer",
+          "inference.priors", "inference.truncation", "inference.config", "inference.latent",
+          "inference.features", "presets.table1"]
 
 
 def test_every_module_imports():

@@ -17,7 +17,10 @@ import numpy as np
 from xspec_sbi.model import library as xslibrary
 from xspec_sbi.checks.importance import cstat_log_like_constant, importance_correct, wstat_log_like_constant
 from xspec_sbi.baseline.mcmc import resolve_walkers
-from xspec_sbi.inference.npe import NeuralPosterior, NPEConfig, fit_multi_round, fit_single_round, simulate_training_set, train_npe
+from xspec_sbi.inference.config import NPEConfig
+from xspec_sbi.inference.posterior import NeuralPosterior
+from xspec_sbi.inference.rounds import fit_multi_round
+from xspec_sbi.inference.training import fit_single_round, simulate_training_set, train_npe
 from xspec_sbi.inference.priors import build_prior
 from xspec_sbi.result import SBIResult, summarize
 from xspec_sbi.session import Session
