@@ -15,7 +15,7 @@ import pytest
 from xspec_sbi import sbi_fit
 from xspec_sbi.options import RefineOptions
 from xspec_sbi.forward.simulate import fakeit_spectrum
-from xspec_sbi.inference.npe import NPEConfig
+from xspec_sbi.inference.config import NPEConfig
 from xspec_sbi.session import Session
 
 PRIOR = {"TBabs.nH": ("log", 0.01, 1.0), "powerlaw.PhoIndex": ("uniform", 1.0, 3.0),

@@ -7,8 +7,8 @@ import pytest
 import xspec_sbi
 from xspec_sbi.api import parse_restriction, sbi_fit
 from xspec_sbi.demo import reference_session
-from xspec_sbi.inference.npe import FingerprintMismatch, NPEConfig
-from xspec_sbi.inference.priors import table1_prior
+from xspec_sbi.inference.config import FingerprintMismatch, NPEConfig
+from xspec_sbi.presets.table1 import table1_prior
 from xspec_sbi.report.folder import write_report
 from xspec_sbi.session import Session, SessionError
 

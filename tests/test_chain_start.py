@@ -11,7 +11,7 @@ import pytest
 
 from xspec_sbi.baseline.mcmc import ChainConfigError
 from xspec_sbi.forward.simulate import fakeit_spectrum
-from xspec_sbi.inference.npe import NPEConfig
+from xspec_sbi.inference.config import NPEConfig
 from xspec_sbi.inference.priors import build_prior
 from xspec_sbi.pipeline import fit_and_chain
 from xspec_sbi.session import Session

@@ -25,7 +25,7 @@ RANKS = {
     "baseline": 5,
     "presets": 6,
     "session": 7, "result": 7,
-    "options": 8, "pipeline": 8,
+    "options": 8, "refine": 8, "pipeline": 8,
     "report": 9, "pyxspec": 9,
     "api": 10,
     "cli": 11, "demo": 11,

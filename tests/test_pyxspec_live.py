@@ -15,7 +15,7 @@ from xspec_sbi import pyxspec as px
 from xspec_sbi import sbi_fit
 from xspec_sbi.baseline.chainfile import read_chain_file
 from xspec_sbi.baseline.fit import fit
-from xspec_sbi.inference.npe import NPEConfig
+from xspec_sbi.inference.config import NPEConfig
 from xspec_sbi.forward.simulate import Simulator
 
 try:

@@ -21,7 +21,7 @@ from xspec_sbi import pyxspec as px
 from xspec_sbi import sbi_fit
 from xspec_sbi.baseline.chainfile import read_chain_file
 from xspec_sbi.baseline.mcmc import ChainConfigError
-from xspec_sbi.inference.npe import NPEConfig
+from xspec_sbi.inference.config import NPEConfig
 from xspec_sbi.session import Session
 
 PN = "xmm_pn_ngc7793_ulx4/PN.pha"

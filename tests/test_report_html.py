@@ -28,8 +28,8 @@ def _chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
 def report(tmp_path_factory):
     from xspec_sbi.api import sbi_fit
     from xspec_sbi.demo import reference_session
-    from xspec_sbi.inference.npe import NPEConfig
-    from xspec_sbi.inference.priors import table1_prior
+    from xspec_sbi.inference.config import NPEConfig
+    from xspec_sbi.presets.table1 import table1_prior
     from xspec_sbi.report.folder import write_report
 
     session, note = reference_session(counts=2000.0, seed=1)

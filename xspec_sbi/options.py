@@ -91,7 +91,7 @@ class NetworkOptions:
     Parameters
     ----------
     estimator, x_transform, pca : optional
-        Shortcuts for :class:`~xspec_sbi.inference.npe.NPEConfig` fields
+        Shortcuts for :class:`~xspec_sbi.inference.config.NPEConfig` fields
         (``estimator``, ``x_transform``, ``pca_variance``); default: its measured
         choice. Refused together with ``config``.
     config : NPEConfig, optional
@@ -127,7 +127,7 @@ class NetworkOptions:
         """The :class:`NPEConfig` these options describe."""
         if self.config is not None:
             return self.config
-        from xspec_sbi.inference.npe import NPEConfig
+        from xspec_sbi.inference.config import NPEConfig
         chosen = {k: v for k, v in dict(estimator=self.estimator, x_transform=self.x_transform,
                                          pca_variance=self.pca).items() if v is not None}
         return NPEConfig(**chosen)

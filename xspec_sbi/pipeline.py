@@ -21,8 +21,9 @@ import numpy as np
 from xspec_sbi.baseline.mcmc import resolve_walkers
 from xspec_sbi.checks.importance import cstat_log_like_constant, importance_correct, wstat_log_like_constant
 from xspec_sbi.forward.simulate import make_pool, simulate
-from xspec_sbi.inference.npe import (NeuralPosterior, fit_multi_round, simulate_training_set,
-                                     train_npe)
+from xspec_sbi.inference.posterior import NeuralPosterior
+from xspec_sbi.inference.rounds import fit_multi_round
+from xspec_sbi.inference.training import simulate_training_set, train_npe
 from xspec_sbi.inference.priors import build_prior
 from xspec_sbi.model import library
 from xspec_sbi.options import OptionError, RunOptions
@@ -84,8 +85,8 @@ def network_fingerprint(session: Session, prior, config) -> dict:
         The prior the network was trained under.
     config : NPEConfig
     """
-    npe = config.to_dict() if hasattr(config, "to_dict") else repr(config)
-    return dict(session.fingerprint(), prior=repr(prior.to_dict()), npe=npe)
+    # data, not repr: a config field added later (with its default) keeps old networks loadable
+    return dict(session.fingerprint(), prior=prior.to_dict(), npe=config.to_dict())
 
 
 def check_prior(free, overrides) -> None:

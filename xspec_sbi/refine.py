@@ -17,7 +17,8 @@ from typing import Callable
 
 import numpy as np
 
-from xspec_sbi.inference.npe import hpd_truncation, simulate_training_set, train_npe
+from xspec_sbi.inference.rounds import hpd_truncation
+from xspec_sbi.inference.training import simulate_training_set, train_npe
 
 __all__ = ["RoundRecord", "RefineOutcome", "check_passes", "refine"]
 

@@ -13,7 +13,7 @@ if TYPE_CHECKING:   # the types of the fields; importing them here would pull in
     from xspec_sbi.checks.ood import OODResult
     from xspec_sbi.checks.ppc import PPCResult
     from xspec_sbi.forward.stats import GoodnessOfFit
-    from xspec_sbi.inference.npe import NeuralPosterior
+    from xspec_sbi.inference.posterior import NeuralPosterior
     from xspec_sbi.inference.priors import BoxPrior
     from xspec_sbi.inference.restrict import RestrictionResult
     from xspec_sbi.pyxspec.compare import XspecComparison

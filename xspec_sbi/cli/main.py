@@ -397,7 +397,7 @@ def _atomic_write_text(path: Path, text: str, overwrite: bool) -> None:
 
 
 def _npe_config(args):
-    from xspec_sbi.inference.npe import NPEConfig
+    from xspec_sbi.inference.config import NPEConfig
     network = getattr(args, "network", None)
     if network and (Path(network) / SETUP_NAME).is_file():
         # a saved network is checked against the settings it was trained with
@@ -548,7 +548,8 @@ def _spectrum_time(path: str) -> float | None:
 
 def cmd_apply(args, say) -> int:
     from xspec_sbi.api import network_fingerprint
-    from xspec_sbi.inference.npe import FingerprintMismatch, NeuralPosterior, NPEConfig
+    from xspec_sbi.inference.config import FingerprintMismatch, NPEConfig
+    from xspec_sbi.inference.posterior import NeuralPosterior
     from xspec_sbi.inference.priors import build_prior
     from xspec_sbi.result import summarize
     _check_positive(args, "samples")

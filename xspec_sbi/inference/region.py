@@ -33,7 +33,8 @@ from typing import Callable
 import numpy as np
 from scipy.stats import chi2
 
-from xspec_sbi.inference.priors import BoxPrior, TruncatedPrior, truncate
+from xspec_sbi.inference.priors import BoxPrior
+from xspec_sbi.inference.truncation import TruncatedPrior, truncate
 
 __all__ = ["StatisticRegion", "restrict_by_statistic"]
 
