@@ -24,7 +24,7 @@ RANKS = {
     "checks": 4,
     "baseline": 5,
     "presets": 6,
-    "session": 7, "result": 7,
+    "session": 7, "result": 7, "amortized": 7,
     "options": 8, "refine": 8, "pipeline": 8,
     "report": 9, "pyxspec": 9,
     "api": 10,

@@ -272,8 +272,13 @@ class SBIResult:
         return self.table()
 
     # -- amortized use -------------------------------------------------------------
-    def posterior_samples_for(self, observations, n_samples: int = 1000, seed: int = 0) -> np.ndarray:
-        """Posterior samples for many observations of the same set-up in one batched call.
+    def posteriors_for(self, observations, n_samples: int = 1000, seed: int = 0,
+                       correct: bool = True):
+        """Posteriors of many observations of the same set-up: one batched call, each checked.
+
+        Each observation's draws are weighted by its own exact likelihood
+        (see :mod:`xspec_sbi.amortized`); the result names the observations
+        whose check failed.
 
         Parameters
         ----------
@@ -281,13 +286,33 @@ class SBIResult:
             Data in the session's layout, or spectra with the session's
             response, grouping and notice state.
         n_samples : int
+            Draws per observation.
+        seed : int
+        correct : bool
+            Weight by the exact likelihood (default yes).
 
         Returns
         -------
-        ndarray (m, n_samples, n_free)
+        AmortizedPosteriors
         """
+        from xspec_sbi.amortized import amortized_posteriors
         x = _as_observations(observations, self.session)
-        return self.posterior.sample(x, n_samples, rng=seed)
+        labels = None if isinstance(observations, np.ndarray) else [s.label for s in observations]
+        return amortized_posteriors(self.posterior, self.session.simulator(), self.prior, x,
+                                    n_samples=n_samples, seed=seed, correct=correct, labels=labels)
+
+    def posterior_samples_for(self, observations, n_samples: int = 1000, seed: int = 0,
+                              correct: bool = True) -> np.ndarray:
+        """Posterior samples (m, n_samples, n_free) of many observations; see :meth:`posteriors_for`.
+
+        Where an observation's exact-likelihood check fails its draws are the
+        network's, and a warning names it.
+        """
+        out = self.posteriors_for(observations, n_samples, seed, correct)
+        if out.flagged:
+            import warnings
+            warnings.warn(out.summary(), stacklevel=2)
+        return out.samples
 
     # -- exports -------------------------------------------------------------------
     def to_xspec_chain(self, path, overwrite: bool = False):
