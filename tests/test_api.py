@@ -146,7 +146,7 @@ def test_observation_from_another_model_is_flagged(result, session):
 
 def test_amortized_draws_are_corrected_per_spectrum_and_agree_with_chains(result, session):
     # five spectra of the trained set-up: each one's reweighted draws against its own chain
-    from xspec_sbi.pipeline import fit_and_chain
+    from xspec_sbi.baseline.comparison import fit_and_chain
     r, _ = result
     sim = session.simulator()
     truths = np.array([[0.15, 1.6, 0.8], [0.2, 1.7, 1.0], [0.25, 1.9, 1.3], [0.3, 1.5, 0.9],

@@ -13,7 +13,9 @@ import logging
 
 from xspec_sbi.options import (Budget, ChainOptions, ComputeOptions, NetworkOptions, RefineOptions,
                                from_keywords)
-from xspec_sbi.pipeline import fit_and_chain, network_fingerprint, parse_restriction, run
+from xspec_sbi.baseline.comparison import fit_and_chain
+from xspec_sbi.options import parse_restriction
+from xspec_sbi.pipeline import network_fingerprint, run
 from xspec_sbi.result import SBIResult
 from xspec_sbi.session import Session
 

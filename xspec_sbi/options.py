@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass, fields, replace
 from typing import Any, Mapping
 
-__all__ = ["OptionError", "Budget", "NetworkOptions", "ChainOptions", "ComputeOptions", "RefineOptions",
+__all__ = ["OptionError", "parse_restriction", "check_prior", "Budget", "NetworkOptions", "ChainOptions", "ComputeOptions", "RefineOptions",
            "RunOptions",
            "SHORTCUTS", "from_keywords"]
 
@@ -327,3 +327,54 @@ def from_keywords(records: Mapping[str, Any], keywords: Mapping[str, Any]) -> Ru
         if change:
             built[name] = replace(built[name], **change)
     return RunOptions(**built)
+
+
+def parse_restriction(restrict):
+    """Normalise the ``restrict`` argument.
+
+    Accepts None/"none", ``"counts:LO-HI"`` or ``("counts", lo, hi)``,
+    ``"cstat"``, ``"cstat:F"`` or ``("cstat", f)``, ``"coarse"``, ``"coarse:N"`` or
+    ``("coarse", n)``. Returns ``(kind, args)``.
+    """
+    if restrict is None or (isinstance(restrict, str) and restrict.lower() in ("", "none")):
+        return None, ()
+    if isinstance(restrict, str):
+        kind, _, arg = restrict.partition(":")
+        kind = kind.strip().lower()
+        try:
+            if kind == "counts":
+                lo, hi = (float(v) for v in arg.replace(",", "-").split("-"))
+                if not 0 <= lo < hi:
+                    raise ValueError
+                return "counts", (lo, hi)
+            if kind == "cstat":
+                f = float(arg) if arg else 0.25
+                if not 0 < f < 1:
+                    raise ValueError
+                return "cstat", (f,)
+            if kind == "coarse":
+                n = int(float(arg)) if arg else 5000
+                if n < 20:
+                    raise ValueError
+                return "coarse", (n,)
+        except ValueError:
+            examples = {"counts": "counts:LO-HI with 0 <= LO < HI, e.g. counts:1000-10000",
+                        "cstat": "cstat:F with 0 < F < 1, e.g. cstat:0.25",
+                        "coarse": "coarse:N with N >= 20 simulations, e.g. coarse:5000"}
+            raise OptionError(f"restrict={restrict!r}: write {examples[kind]}") from None
+        raise OptionError(f"restrict={restrict!r}: choose counts:LO-HI, cstat[:F], coarse[:N] or none")
+    kind, *args = restrict
+    return parse_restriction(f"{kind}:{'-'.join(str(a) for a in args)}" if kind == "counts"
+                             else f"{kind}:{args[0]}" if args else kind)
+
+
+def check_prior(free, overrides) -> None:
+    """Refuse XSPEC's soft limits of norms (0 to 1e24): limits, not a prior one can simulate from."""
+    for p in free:
+        if p.name in overrides:
+            continue
+        if p.top - p.bot > 1e6 or (p.bot > 0 and p.top / p.bot > 1e8):
+            raise OptionError(
+                f"parameter {p.name}: XSPEC's soft limits [{p.bot:g}, {p.top:g}] are too wide to "
+                f"simulate from; give a prior, e.g. prior={{'{p.name}': ('log', lo, hi)}} "
+                f"(command line: --prior {p.name}=log:LO:HI)")

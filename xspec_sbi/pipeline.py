@@ -18,61 +18,23 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from xspec_sbi.baseline.comparison import fit_and_chain
 from xspec_sbi.baseline.mcmc import resolve_walkers
 from xspec_sbi.checks.importance import cstat_log_like_constant, importance_correct, wstat_log_like_constant
 from xspec_sbi.forward.simulate import make_pool, simulate
 from xspec_sbi.inference.posterior import NeuralPosterior
+from xspec_sbi.inference.priors import build_prior
 from xspec_sbi.inference.rounds import fit_multi_round
 from xspec_sbi.inference.training import simulate_training_set, train_npe
-from xspec_sbi.inference.priors import build_prior
 from xspec_sbi.model import library
-from xspec_sbi.options import OptionError, RunOptions
+from xspec_sbi.options import OptionError, RunOptions, check_prior, parse_restriction
 from xspec_sbi.refine import RoundRecord, check_passes, refine
 from xspec_sbi.result import RunRecord, SBIResult, TrustChecks, summarize
 from xspec_sbi.session import Session
 
-__all__ = ["parse_restriction", "network_fingerprint", "run", "fit_and_chain", "check_prior"]
+__all__ = ["network_fingerprint", "run", "likelihood_check", "trust_checks", "bound_warnings"]
 
 log = logging.getLogger("xspec_sbi")
-
-
-def parse_restriction(restrict):
-    """Normalise the ``restrict`` argument.
-
-    Accepts None/"none", ``"counts:LO-HI"`` or ``("counts", lo, hi)``,
-    ``"cstat"``, ``"cstat:F"`` or ``("cstat", f)``, ``"coarse"``, ``"coarse:N"`` or
-    ``("coarse", n)``. Returns ``(kind, args)``.
-    """
-    if restrict is None or (isinstance(restrict, str) and restrict.lower() in ("", "none")):
-        return None, ()
-    if isinstance(restrict, str):
-        kind, _, arg = restrict.partition(":")
-        kind = kind.strip().lower()
-        try:
-            if kind == "counts":
-                lo, hi = (float(v) for v in arg.replace(",", "-").split("-"))
-                if not 0 <= lo < hi:
-                    raise ValueError
-                return "counts", (lo, hi)
-            if kind == "cstat":
-                f = float(arg) if arg else 0.25
-                if not 0 < f < 1:
-                    raise ValueError
-                return "cstat", (f,)
-            if kind == "coarse":
-                n = int(float(arg)) if arg else 5000
-                if n < 20:
-                    raise ValueError
-                return "coarse", (n,)
-        except ValueError:
-            examples = {"counts": "counts:LO-HI with 0 <= LO < HI, e.g. counts:1000-10000",
-                        "cstat": "cstat:F with 0 < F < 1, e.g. cstat:0.25",
-                        "coarse": "coarse:N with N >= 20 simulations, e.g. coarse:5000"}
-            raise OptionError(f"restrict={restrict!r}: write {examples[kind]}") from None
-        raise OptionError(f"restrict={restrict!r}: choose counts:LO-HI, cstat[:F], coarse[:N] or none")
-    kind, *args = restrict
-    return parse_restriction(f"{kind}:{'-'.join(str(a) for a in args)}" if kind == "counts"
-                             else f"{kind}:{args[0]}" if args else kind)
 
 
 def network_fingerprint(session: Session, prior, config) -> dict:
@@ -87,18 +49,6 @@ def network_fingerprint(session: Session, prior, config) -> dict:
     """
     # data, not repr: a config field added later (with its default) keeps old networks loadable
     return dict(session.fingerprint(), prior=prior.to_dict(), npe=config.to_dict())
-
-
-def check_prior(free, overrides) -> None:
-    """Refuse XSPEC's soft limits of norms (0 to 1e24): limits, not a prior one can simulate from."""
-    for p in free:
-        if p.name in overrides:
-            continue
-        if p.top - p.bot > 1e6 or (p.bot > 0 and p.top / p.bot > 1e8):
-            raise OptionError(
-                f"parameter {p.name}: XSPEC's soft limits [{p.bot:g}, {p.top:g}] are too wide to "
-                f"simulate from; give a prior, e.g. prior={{'{p.name}': ('log', lo, hi)}} "
-                f"(command line: --prior {p.name}=log:LO:HI)")
 
 
 def _normalise_prior(model, prior):
@@ -422,49 +372,6 @@ def bound_warnings(samples: np.ndarray, box, *, edge: float = 0.01, share: float
                            f"prior's {side} bound {value:g}; the data may want a value beyond it "
                            f"(widen the prior if that is physical)")
     return tuple(out)
-
-
-def fit_and_chain(stat_fn, start, box, free, length, burn, walkers, rng, progress=False, *,
-                  covariance=None):
-    """The XSPEC-style comparison of ``sbi_fit``: C-stat fit from ``start``, then the chain.
-
-    Parameters
-    ----------
-    stat_fn : callable
-        ``stat(theta) -> (n,)`` of the observation (cstat or wstat).
-    start : ndarray (n_free,)
-        Starting point of the fit (``sbi_fit``: the best SBI sample).
-    box : BoxPrior
-        Fit bounds and the chain's prior (log-uniform where the prior is).
-    free : sequence of ParameterSpec
-        The free parameters; without ``covariance`` their deltas start the walkers.
-    length, burn, walkers :
-        XSPEC's chain settings (samples over all walkers; walkers None: XSPEC's rule).
-    rng : numpy.random.Generator
-        Seeds the fit's extra starts and the chain.
-    covariance : ndarray (n_free, n_free), optional
-        Gaussian spread of the initial walkers around the fit (XSPEC's default
-        proposal, "gaussian fit"); ``sbi_fit`` gives the covariance of the SBI
-        posterior draws. XSPEC's deltas (0.01 for a norm) cannot start a chain
-        on a faint source whose norm is 1e-6: they put most walkers below zero.
-
-    Returns
-    -------
-    (FitResult, ChainResult)
-    """
-    from xspec_sbi.baseline.fit import fit
-    from xspec_sbi.baseline.mcmc import run_chain
-    lower, upper = box.lower, box.upper
-    log.info("fitting (C-stat minimisation) from the best SBI sample")
-    best = fit(stat_fn, start, lower, upper, seed=int(rng.integers(2**31)))
-    log.info("Goodman-Weare chain: %s walkers, burn %d, length %d", walkers, burn, length)
-    deltas = None
-    if covariance is None:
-        deltas = np.array([p.delta if p.delta > 0 else 0.01 * abs(p.value) + 1e-3 for p in free])
-    chain = run_chain(stat_fn, best.theta, lower, upper, names=list(box.names), walkers=walkers,
-                      burn=burn, length=length, covariance=covariance, deltas=deltas,
-                      log_uniform=box.is_log, seed=int(rng.integers(2**31)), progress=progress)
-    return best, chain
 
 
 def _versions():
