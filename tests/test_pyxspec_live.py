@@ -1,8 +1,11 @@
 """The PyXspec adapter against the real PyXspec (``import xspec``).
 
-Skipped, with the reason shown, where PyXspec is not importable. These are
-the only tests that can show compatibility with PyXspec and agreement with
-XSPEC; the double's tests (test_pyxspec_adapter.py) cannot.
+``make test`` runs this suite (``tests/test_pyxspec_live*.py``) in its own
+process against XSPEC 12.9.1 / PyXspec 2.0.0 from ``../shared/pyxspec``
+(``tests/run_pyxspec_live.sh``); a skip there fails the run. Elsewhere it
+skips with the reason. These are the only tests that can show compatibility
+with PyXspec and agreement with XSPEC; the double's tests
+(test_pyxspec_adapter.py) cannot.
 """
 from __future__ import annotations
 
@@ -18,13 +21,10 @@ from xspec_sbi.baseline.fit import fit
 from xspec_sbi.inference.npe import NPEConfig
 from xspec_sbi.forward.simulate import Simulator
 
-try:
-    import xspec
-except Exception:  # PyXspec raises more than ImportError without HEASoft set up
-    xspec = None
+from pyxspec_live_support import SKIP_REASON
+from pyxspec_live_support import XSPEC as xspec
 
-pytestmark = [pytest.mark.requires_pyxspec,
-              pytest.mark.skipif(xspec is None, reason="PyXspec not importable here")]
+pytestmark = [pytest.mark.requires_pyxspec, pytest.mark.skipif(xspec is None, reason=SKIP_REASON)]
 
 
 @pytest.fixture
