@@ -45,9 +45,14 @@ def linked_copy(headas: Path, dest: Path, leave_out: tuple = ()) -> Path:
     return target
 
 
-def load_in_child(headas: Path | None, choice: str | None) -> dict:
-    """Load the library in a child process with ``HEADAS`` and ``XSPEC_SBI_LIBRARY`` given."""
+def load_in_child(headas: Path | None, choice: str | None, ld_library_path=None) -> dict:
+    """Load the library in a child process with ``HEADAS`` and ``XSPEC_SBI_LIBRARY`` given.
+
+    ``ld_library_path``: the child's ``LD_LIBRARY_PATH`` (default: this process's).
+    """
     env = dict(os.environ)
+    if ld_library_path is not None:
+        env["LD_LIBRARY_PATH"] = ld_library_path
     for key, value in (("HEADAS", headas), ("XSPEC_SBI_LIBRARY", choice)):
         env.pop(key, None)
         if value is not None:

@@ -135,8 +135,31 @@ class LoadedLibrary:
         raise AttributeError(symbol)
 
 
+def _shadowing(source: LibrarySource) -> list:
+    """Folders of ``LD_LIBRARY_PATH`` with XSPEC libraries of another installation.
+
+    The wheel's libraries find each other through ``RUNPATH=$ORIGIN``, which
+    the dynamic loader consults only after ``LD_LIBRARY_PATH``: another
+    XSPEC's ``libXSUtil.so`` there is loaded in place of the wheel's.
+    """
+    own = (source.headas / "lib").resolve()
+    out = []
+    for folder in os.environ.get("LD_LIBRARY_PATH", "").split(os.pathsep):
+        if folder and Path(folder).is_dir() and Path(folder).resolve() != own and any(
+                (Path(folder) / f"{stem}.so").exists()
+                for stem in LIBRARY_FILES + ("libXSModel",)):
+            out.append(folder)
+    return out
+
+
 def _hint(source: LibrarySource) -> str:
     if source.origin == "bundled":
+        shadow = _shadowing(source)
+        if shadow:
+            return (" LD_LIBRARY_PATH lists " + ", ".join(shadow) + ", whose XSPEC libraries "
+                    "the dynamic loader takes in place of the wheel's (it reads LD_LIBRARY_PATH "
+                    "before their RUNPATH): start Python without those folders in "
+                    "LD_LIBRARY_PATH to use the bundled library.")
         return " Reinstall xspectrampoline."
     return (f" Point $HEADAS at a HEASoft installation whose XSPEC shared libraries load, or "
             f"set {ENV_VAR}=bundled to use the library bundled with xspectrampoline (the "
