@@ -40,3 +40,38 @@ def test_stock_1291_tree_is_refused_naming_libxs_and_bundled_works(headas_1291, 
     assert chosen["origin"] == "bundled"
     assert chosen["headas"] != str(broken)
     assert 0.0 < min(chosen["phabs"]) < max(chosen["phabs"]) <= 1.0
+
+
+KEEP_TABLES = r"""
+import os, sys
+import xspec
+xspec.Xset.chatter = 0
+xspec.Xset.abund = "wilm"
+xspec.Xset.xsect = "bcmc"
+os.chdir(sys.argv[1])
+xspec.Spectrum("PN.pha")
+xspec.Model("tbabs*powerlaw").setPars(1.0, 2.0, 2e-5)
+before = list(xspec.AllModels(1).folded(1))
+from xspec_sbi.model import library as xslibrary
+lib = xslibrary.library()        # the engine loads the library PyXspec has loaded
+xspec.AllModels(1).setPars(1.0)  # XSPEC recomputes its model
+after = list(xspec.AllModels(1).folded(1))
+print("RESULT", lib.loaded.shared, xspec.Xset.abund, xspec.Xset.xsect,
+      xslibrary.current_settings().abund, before == after)
+"""
+
+
+def test_loading_the_engine_keeps_xspecs_tables(shared_data):
+    """A second FNINIT would reset XSPEC's tables to angr/vern under the user's session
+    (it did: PyXspec and the engine share one library in the process)."""
+    import subprocess
+    import sys
+    from pyxspec_live_support import XSPEC, SKIP_REASON
+    if XSPEC is None:
+        pytest.skip(SKIP_REASON)
+    out = subprocess.run([sys.executable, "-c", KEEP_TABLES,
+                          str(shared_data / "xmm_pn_ngc7793_ulx4")], capture_output=True,
+                         text=True, timeout=300, stdin=subprocess.DEVNULL)
+    line = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT")]
+    assert line, out.stdout + out.stderr
+    assert line[-1].split()[1:] == ["True", "wilm", "bcmc", "wilm", "True"]

@@ -119,8 +119,10 @@ def library() -> _Library:
     """The process's loaded library (loaded and checked on first use)."""
     lib = _Library()
     # XSPEC starts at angr/vern; a child process must not inherit another
-    # table silently, so make the default explicit.
-    _apply(lib, XspecSettings())
+    # table silently, so make the default explicit. Not when PyXspec loaded
+    # the library first: its tables are then the user's Xset.abund/xsect.
+    if not lib.loaded.shared:
+        _apply(lib, XspecSettings())
     return lib
 
 

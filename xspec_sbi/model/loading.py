@@ -108,10 +108,15 @@ class LoadedLibrary:
     source : LibrarySource
     handles : tuple of (Path, ctypes.CDLL)
         In loading order; :meth:`find` searches libXSFunctions first.
+    shared : bool
+        libXSFunctions was already loaded in this process (by PyXspec): it
+        was initialised there, and its abundance and cross-section tables are
+        XSPEC's own, which a second ``FNINIT`` would reset to angr/vern.
     """
 
     source: LibrarySource
     handles: tuple
+    shared: bool = False
 
     @property
     def functions(self) -> ctypes.CDLL:
@@ -196,6 +201,7 @@ def load(source: LibrarySource) -> LoadedLibrary:
     """
     ext = "dylib" if sys.platform == "darwin" else "so"
     lib_dir = source.headas / "lib"
+    shared = _already_loaded(lib_dir / f"libXSFunctions.{ext}")
     handles = []
     for stem in LIBRARY_FILES:
         path = lib_dir / f"{stem}.{ext}"
@@ -211,7 +217,7 @@ def load(source: LibrarySource) -> LoadedLibrary:
         except OSError as exc:  # names the unresolved library or symbol
             raise XspecLibraryError(f"cannot load {source}: {path} fails to load: {exc}."
                                     + _hint(source)) from exc
-    loaded = LoadedLibrary(source, tuple(handles))
+    loaded = LoadedLibrary(source, tuple(handles), shared)
     missing = []
     for symbol in REQUIRED_SYMBOLS:
         try:
@@ -222,8 +228,20 @@ def load(source: LibrarySource) -> LoadedLibrary:
         raise XspecLibraryError(f"cannot use {source}: function(s) {', '.join(missing)} are in "
                                 "none of " + ", ".join(str(p) for p, _ in handles) + "."
                                 + _hint(source))
-    _initialise(loaded)
+    if not shared:
+        _initialise(loaded)
     return loaded
+
+
+def _already_loaded(path: Path) -> bool:
+    """True when ``path`` is loaded in this process already (PyXspec loaded it)."""
+    if not path.is_file():
+        return False
+    try:
+        ctypes.CDLL(str(path), mode=os.RTLD_NOLOAD | ctypes.RTLD_GLOBAL)
+    except OSError:
+        return False
+    return True
 
 
 def _initialise(loaded: LoadedLibrary) -> None:
