@@ -3,7 +3,9 @@
 What is read (PyXspec manual pages in brackets):
 
 * every spectrum of ``AllData`` [DataManager, Spectrum]: ``fileName``
-  (``file{N}`` for a type II row), ``response.rmf``, ``response.arf``
+  (``file{N}`` for a type II row in newer XSPEC; XSPEC 12.9.1 drops the
+  ``{N}``, and the row is then the one whose counts are XSPEC's ``values``
+  times ``exposure``), ``response.rmf``, ``response.arf``
   [Response], ``background.fileName`` [Background], ``dataGroup`` and
   ``noticed``;
 * ``Xset.abund``, ``Xset.xsect`` [XspecSettings] and ``Fit.statMethod``
@@ -29,7 +31,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from xspec_sbi.model import library as xslibrary
-from xspec_sbi.data.ogip import split_row_suffix
+from xspec_sbi.data.ogip import OGIPError, is_type2, read_pha, split_row_suffix
 from xspec_sbi.model.parameters import ParameterSpec
 from xspec_sbi.session import Session
 from xspec_sbi.data.spectrum import load_spectrum
@@ -120,6 +122,7 @@ class SpectrumRecord:
     background: str | None
     exposure: float
     noticed: tuple
+    values: tuple = ()        # XSPEC's rates (counts/s) of the noticed bins
 
 
 def _blank(name) -> str | None:
@@ -144,7 +147,8 @@ def read_spectra_records(xs) -> tuple:
         records.append(SpectrumRecord(
             number=n, group=int(s.dataGroup), file_name=str(s.fileName), rmf=rmf, arf=arf,
             background=background, exposure=float(s.exposure),
-            noticed=tuple(int(c) for c in s.noticed)))
+            noticed=tuple(int(c) for c in s.noticed),
+            values=tuple(float(v) for v in s.values)))
     return tuple(records)
 
 
@@ -161,18 +165,8 @@ def _resolve(path: str | None, spectrum_file: str, what: str) -> str:
                             + ", ".join(candidates) + ")")
 
 
-def _load(record: SpectrumRecord):
-    bare, row = split_row_suffix(record.file_name)
-    if not os.path.isfile(bare):
-        raise FileNotFoundError(f"spectrum {record.number}: file {bare} (Spectrum.fileName) "
-                                "not found from this working directory")
-    if record.rmf is None:
-        raise PyXspecError(f"spectrum {record.number} ({record.file_name}) has no response; "
-                           "assign one (Spectrum.response = 'file.rmf')")
-    spectrum = load_spectrum(bare, row=row,
-                             respfile=_resolve(record.rmf, bare, "response"),
-                             ancrfile=_resolve(record.arf, bare, "arf"),
-                             backfile=_resolve(record.background, bare, "background"))
+def _with_notice(record: SpectrumRecord, spectrum):
+    """``spectrum`` with XSPEC's noticed channels of ``record``."""
     channels = np.asarray(record.noticed, dtype=np.int64)
     if channels.size and (channels.min() < 1 or channels.max() > spectrum.n_bins_all):
         raise PyXspecError(
@@ -182,6 +176,55 @@ def _load(record: SpectrumRecord):
     noticed = np.zeros(spectrum.n_bins_all, dtype=bool)
     noticed[channels - 1] = True
     return replace(spectrum, noticed=noticed)
+
+
+def _load_row(record: SpectrumRecord, bare: str, row, files: dict):
+    """Our reader's spectrum ``bare`` (row ``row``) with ``files`` and XSPEC's notice state."""
+    return _with_notice(record, load_spectrum(bare, row=row, **files))
+
+
+def _type_ii_row(record: SpectrumRecord, bare: str, files: dict) -> int:
+    """The row of type II file ``bare`` XSPEC loaded, found by its counts.
+
+    XSPEC 12.9.1's ``Spectrum.fileName`` has no ``{N}``: the row is the one
+    whose noticed counts are XSPEC's ``values x exposure`` (1e-6 relative)
+    with XSPEC's exposure; exactly one row must match.
+    """
+    xspec_counts = np.asarray(record.values, dtype=np.float64) * record.exposure
+    matches, row = [], 1
+    while True:
+        try:
+            pha = read_pha(bare, row=row)
+        except OGIPError:   # past the last row
+            break
+        if pha.exposure is not None and np.isclose(pha.exposure, record.exposure, rtol=1e-6):
+            counts = _load_row(record, bare, row, files).binned_counts()
+            if counts.shape == xspec_counts.shape and np.allclose(counts, xspec_counts,
+                                                                  rtol=1e-6, atol=1e-6):
+                matches.append(row)
+        row += 1
+    if len(matches) != 1:
+        raise PyXspecError(
+            f"spectrum {record.number}: {bare} is a type II file and XSPEC's Spectrum.fileName "
+            f"does not say which row it loaded; {len(matches)} rows have its exposure and "
+            "counts (load it with the {N} suffix of a single matching row)")
+    return matches[0]
+
+
+def _load(record: SpectrumRecord):
+    bare, row = split_row_suffix(record.file_name)
+    if not os.path.isfile(bare):
+        raise FileNotFoundError(f"spectrum {record.number}: file {bare} (Spectrum.fileName) "
+                                "not found from this working directory")
+    if record.rmf is None:
+        raise PyXspecError(f"spectrum {record.number} ({record.file_name}) has no response; "
+                           "assign one (Spectrum.response = 'file.rmf')")
+    files = dict(respfile=_resolve(record.rmf, bare, "response"),
+                 ancrfile=_resolve(record.arf, bare, "arf"),
+                 backfile=_resolve(record.background, bare, "background"))
+    if row is None and is_type2(bare):
+        row = _type_ii_row(record, bare, files)
+    return _load_row(record, bare, row, files)
 
 
 def read_parameters(model, group: int) -> tuple:
