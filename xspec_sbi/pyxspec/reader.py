@@ -31,7 +31,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from xspec_sbi.model import library as xslibrary
-from xspec_sbi.data.ogip import OGIPError, is_type2, read_pha, split_row_suffix
+from xspec_sbi.data.ogip import OGIPError, split_row_suffix
+from xspec_sbi.data.ogip_pha import is_type2, read_pha
 from xspec_sbi.model.parameters import ParameterSpec
 from xspec_sbi.session import Session
 from xspec_sbi.data.spectrum import load_spectrum
