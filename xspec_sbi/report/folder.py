@@ -33,7 +33,7 @@ def _jsonable(v):
     if isinstance(v, np.ndarray):
         return v.tolist()
     if isinstance(v, (np.floating, np.integer, np.bool_)):
-        return v.item()
+        v = v.item()
     if isinstance(v, float) and not np.isfinite(v):
         return None
     return v

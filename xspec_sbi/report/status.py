@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["STATES", "CheckLine", "check_lines", "prior_rows", "settings_rows", "round_tables"]
+__all__ = ["STATES", "CheckLine", "check_lines", "prior_rows", "settings_rows", "npe_rows", "round_tables"]
 
 #: The states of a check, best first.
 STATES = ("passed", "warning", "failed", "not computed")
