@@ -159,9 +159,9 @@ def _priors(result, out: Path) -> str:
     if restricted:
         p = result.restriction.prior
         how = result.settings.restrict if result.settings is not None else "a region"
-        text = (f"<p>The network was trained on your prior restricted by <code>{escape(how)}</code>"
-                f"{f' ({escape(p.label)})' if p.label else ''}: {100 * p.mass:.3g} % of your prior's "
-                "mass. The restricted columns bound the region; inside them, a classifier decides.</p>")
+        text = (f"<p>The network was trained on your prior restricted by <code>{escape(how)}</code>: "
+                f"{100 * p.mass:.3g} % of your prior's mass. The restricted columns bound the region; "
+                "inside them, a classifier decides.</p>")
     fig = _figure_png(prior_marginals(result), out / "priors.png")
     return _table(header, rows, left=2) + text + _img_bytes(fig, "priors")
 

@@ -128,7 +128,7 @@ def corner(result, path=None, bins: int = 40):
     return fig
 
 
-def prior_marginals(result, path=None, n_draws: int = 4000, seed: int = 0, bins: int = 40):
+def prior_marginals(result, path=None, n_draws: int = 4000, seed: int = 0, bins: int = 60):
     """The user's prior, the restricted prior the network was trained on, and the posterior, per parameter.
 
     Parameters
