@@ -222,7 +222,8 @@ def spectrum_plot(result, path=None, residuals: str = "delchi", min_significance
     panels = spectrum_panels(result, min_significance, max_bins, n_draws)
     ncol = min(len(panels), 2)
     nrow = -(-len(panels) // ncol)
-    fig = _figure(figsize=(6.6 * ncol, 5.6 * nrow))
+    width = 8.4 if ncol == 1 else 6.6      # one spectrum: the page's full width
+    fig = _figure(figsize=(width * ncol, 0.8 * width * nrow))
     outer = fig.add_gridspec(nrow, ncol, hspace=0.32, wspace=0.22)
     for k, p in enumerate(panels):
         inner = outer[k // ncol, k % ncol].subgridspec(2, 1, height_ratios=[3, 1.2], hspace=0.0)
@@ -270,8 +271,8 @@ def _draw_panel(ax, rax, p: SpectrumPanel, residuals: str, result) -> None:
     rax.set_xlabel("energy (keV)")
     rax.tick_params(labelsize=8)
     finite = value[np.isfinite(value)]
-    if finite.size:   # a single wild point should not squash the rest
-        span = np.quantile(np.abs(finite - (0 if residuals == "delchi" else 1)), 0.98)
+    if finite.size:   # every point shown, but one wild point (capped) should not squash the rest
         centre = 0.0 if residuals == "delchi" else 1.0
-        span = max(span * 1.3, 3.5 if residuals == "delchi" else 0.3)
+        span = 1.15 * np.max(np.abs(finite - centre) + (err[np.isfinite(value)] if residuals == "ratio" else 0))
+        span = min(max(span, 3.5 if residuals == "delchi" else 0.3), 8.0 if residuals == "delchi" else 1.5)
         rax.set_ylim(centre - span, centre + span)
