@@ -32,7 +32,8 @@ def test_groups_and_weights(kind, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)   # arviz 0.2x announces its refactor
         import arviz as az
-    r = fake_result(n=800 if kind == "reliable" else 300, correction=kind, seed=3 if kind == "unreliable" else 0)
+    r = fake_result(n=800 if kind == "reliable" else 300, correction=kind,
+                    seed=3 if kind == "unreliable" else 0)
     c = r.correction
     assert c.reliable == (kind == "reliable")
     idata = r.to_arviz()

@@ -88,8 +88,10 @@ def test_coverage_state_uses_binomial_errors():
     assert good.state() == "passed"
     assert good.standard_error(0.68) == pytest.approx(np.sqrt(0.68 * 0.32 / 100))
     # 0.68 +/- 0.0466: 0.80 is 2.6 s.e. away (warning), 0.85 is 3.6 (failed)
-    assert ReportCoverage(("a",), levels, np.array([[0.80], [0.9], [0.95]]), 100, 200, 0, "x").state() == "warning"
-    assert ReportCoverage(("a",), levels, np.array([[0.85], [0.9], [0.95]]), 100, 200, 0, "x").state() == "failed"
+    def state(f68):
+        return ReportCoverage(("a",), levels, np.array([[f68], [0.9], [0.95]]), 100, 200, 0, "x").state()
+
+    assert state(0.80) == "warning" and state(0.85) == "failed"
 
 
 def test_check_line_refuses_unknown_state():

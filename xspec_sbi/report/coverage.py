@@ -58,7 +58,8 @@ class ReportCoverage:
         return float(np.sqrt(level * (1 - level) / self.n_test))
 
     def state(self) -> str:
-        """``"passed"`` within 2 standard errors everywhere, ``"failed"`` beyond 3 somewhere, else ``"warning"``."""
+        """``"passed"`` within 2 standard errors everywhere, ``"failed"`` beyond 3 somewhere, else
+        ``"warning"``."""
         z = max(abs(f - lvl) / self.standard_error(lvl)
                 for lvl, row in zip(self.levels, self.fractions) for f in row)
         return "passed" if z <= 2 else "failed" if z > 3 else "warning"

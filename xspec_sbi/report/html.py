@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from xspec_sbi.report.coverage import coverage_unavailable, report_coverage
-from xspec_sbi.report.status import (check_lines, npe_rows, prior_rows, round_tables,
+from xspec_sbi.report.status import (STATES, check_lines, npe_rows, prior_rows, round_tables,
                                      settings_rows)
 
 __all__ = ["report_page", "SECTIONS"]
@@ -84,7 +84,9 @@ def _fmt(v) -> str:
 
 def _table(header, rows, left: int = 1, cls_name: str = "") -> str:
     """HTML table; the first ``left`` columns are text (left-aligned)."""
-    cls = lambda i: ' class="l"' if i < left else ""  # noqa: E731
+    def cls(i):
+        return ' class="l"' if i < left else ""
+
     head = "<tr>" + "".join(f"<th{cls(i)}>{escape(h)}</th>" for i, h in enumerate(header)) + "</tr>"
     body = "".join("<tr>" + "".join(f"<td{cls(i)}>{_fmt(v)}</td>" for i, v in enumerate(r)) + "</tr>"
                    for r in rows)
@@ -123,9 +125,10 @@ def _posterior(result) -> str:
 
 
 def _checks(lines) -> str:
-    counts = {s: sum(line.state == s for line in lines) for s in ("passed", "warning", "failed", "not computed")}
+    counts = {s: sum(line.state == s for line in lines) for s in STATES}
     summary = '<div class="counts">' + "".join(
-        f'<span class="state {s.replace(" ", "-")}">{n} {s}</span>' for s, n in counts.items() if n) + "</div>"
+        f'<span class="state {s.replace(" ", "-")}">{n} {s}</span>'
+        for s, n in counts.items() if n) + "</div>"
     rows = "".join(
         f'<tr><td class="l">{escape(c.name)}</td><td class="l"><span class="state '
         f'{c.state.replace(" ", "-")}">{escape(c.state)}</span></td><td class="l">{escape(c.value)}</td>'
@@ -231,7 +234,8 @@ def report_page(result, title: str, notes, out) -> str:
 <html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>
 <style>{_CSS}</style></head><body>
 <h1>{escape(title)}</h1><p class="sub">{sub}</p>{notes_html}
-{''.join(body)}<p class="sub" style="margin-top:2em">Numbers: <code>summary.json</code> (keys in docs/REPORT.md); samples:
+{''.join(body)}<p class="sub" style="margin-top:2em">Numbers: <code>summary.json</code>
+(keys in docs/REPORT.md); samples:
 <code>posterior_samples.npz</code>; XSPEC chain files: <code>sbi_chain.fits</code>{
 ', <code>mcmc_chain.fits</code>' if result.chain is not None else ''}.</p>
 </body></html>

@@ -11,6 +11,7 @@ model's uncertainty, the error bars are the data's).
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -85,6 +86,7 @@ def display_groups(signal, variance, min_significance: float = 5.0, max_bins: in
     return np.array(starts, dtype=int)
 
 
+@dataclass(frozen=True, eq=False)
 class SpectrumPanel:
     """The numbers one panel of the folded-spectrum figure draws (display bins).
 
@@ -105,10 +107,15 @@ class SpectrumPanel:
         Bins of the fit (before display rebinning).
     """
 
-    def __init__(self, title, e_lo, e_hi, rate, rate_err, band, best, background, n_fit_bins):
-        self.title, self.e_lo, self.e_hi = title, e_lo, e_hi
-        self.rate, self.rate_err, self.band = rate, rate_err, band
-        self.best, self.background, self.n_fit_bins = best, background, n_fit_bins
+    title: str
+    e_lo: np.ndarray
+    e_hi: np.ndarray
+    rate: np.ndarray
+    rate_err: np.ndarray
+    band: np.ndarray
+    best: np.ndarray | None
+    background: np.ndarray | None
+    n_fit_bins: int
 
     @property
     def edges(self) -> np.ndarray:
@@ -160,7 +167,8 @@ def spectrum_panels(result, min_significance: float = 5.0, max_bins: int = 20,
     stat = session.statistic_function()
     draws = _draws(np.asarray(result.samples), n_draws)
     mus = stat.expected_counts(draws)
-    best = None if result.chain_fit is None else stat.expected_counts(np.asarray(result.chain_fit.theta)[None])
+    best = (None if result.chain_fit is None else
+            stat.expected_counts(np.asarray(result.chain_fit.theta)[None]))
     panels = []
     for c, (spec, part) in enumerate(zip(session.spectra, stat.simulator.parts)):
         lo, hi = spec.bin_energies()
@@ -246,7 +254,8 @@ def _draw_panel(ax, rax, p: SpectrumPanel, residuals: str, result) -> None:
               lw=0, label="SBI posterior 68 %")
     ax.stairs(p.band[2], edges, baseline=None, color=SBI_COLOR, lw=1.4, label="SBI posterior median")
     if p.best is not None:
-        ax.stairs(p.best, edges, baseline=None, color=MCMC_COLOR, lw=1.1, ls="--", label=f"best fit ({result.statistic})")
+        ax.stairs(p.best, edges, baseline=None, color=MCMC_COLOR, lw=1.1, ls="--",
+                  label=f"best fit ({result.statistic})")
     if p.background is not None:
         ax.errorbar(mid, p.background, xerr=half, fmt="none", ecolor=BKG_COLOR, lw=0.8,
                     label="background (scaled)")
@@ -266,13 +275,17 @@ def _draw_panel(ax, rax, p: SpectrumPanel, residuals: str, result) -> None:
     rax.stairs(band[1], edges, baseline=band[0], fill=True, color=SBI_COLOR, alpha=0.18, lw=0)
     rax.stairs(band[3], edges, baseline=band[2], fill=True, color=SBI_COLOR, alpha=0.35, lw=0)
     rax.axhline(0.0 if residuals == "delchi" else 1.0, color=SBI_COLOR, lw=1.0)
-    rax.errorbar(mid, value, xerr=half, yerr=err, fmt="o", ms=2.2, color=DATA_COLOR, ecolor=DATA_COLOR, lw=0.8)
+    rax.errorbar(mid, value, xerr=half, yerr=err, fmt="o", ms=2.2, color=DATA_COLOR,
+                 ecolor=DATA_COLOR, lw=0.8)
     rax.set_ylabel("(data-model)/error" if residuals == "delchi" else "data/model", fontsize=8)
     rax.set_xlabel("energy (keV)")
     rax.tick_params(labelsize=8)
     finite = value[np.isfinite(value)]
     if finite.size:   # every point shown, but one wild point (capped) should not squash the rest
         centre = 0.0 if residuals == "delchi" else 1.0
-        span = 1.15 * np.max(np.abs(finite - centre) + (err[np.isfinite(value)] if residuals == "ratio" else 0))
+        reach = np.abs(finite - centre) + (err[np.isfinite(value)] if residuals == "ratio" else 0)
+        span = 1.15 * np.max(reach)
         span = min(max(span, 3.5 if residuals == "delchi" else 0.3), 8.0 if residuals == "delchi" else 1.5)
         rax.set_ylim(centre - span, centre + span)
+    # the residual axis's top label would sit on the spectrum's lowest one
+    rax.yaxis.get_major_locator().set_params(prune="upper")

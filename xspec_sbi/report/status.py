@@ -4,7 +4,8 @@ Each check gets one of four states with the number behind it. The limits are
 the checks' own (PSIS's k threshold and the reliability flag of the likelihood
 correction, the posterior predictive check's alpha, the out-of-distribution
 check's quantiles); the Kaastra deviation and the chain comparison use the
-limits written beside them here.
+limits written beside them here (a warning past them, a failure past twice the
+median limit or the square of the width-ratio limits).
 """
 from __future__ import annotations
 
@@ -108,7 +109,8 @@ def _chain_line(result) -> CheckLine:
     far = d > 2 * dmax or lo < rlo ** 2 or hi > rhi ** 2
     return CheckLine("SBI vs chain", "passed" if ok else "failed" if far else "warning",
                      f"|median difference| <= {d:.2f} chain sd; 68 % width ratio {lo:.2f}-{hi:.2f}",
-                     f"passed below {dmax:g} sd and within {rlo:g}-{rhi:g}")
+                     f"passed below {dmax:g} sd and within {rlo:g}-{rhi:g}; failed beyond "
+                     f"{2 * dmax:g} sd or outside {rlo ** 2:.2f}-{rhi ** 2:.2f}")
 
 
 def check_lines(result, coverage=None, coverage_why: str | None = None) -> list[CheckLine]:
@@ -155,7 +157,8 @@ def check_lines(result, coverage=None, coverage_why: str | None = None) -> list[
         worst = max(((lvl, f) for lvl, row in zip(coverage.levels, coverage.fractions) for f in row),
                     key=lambda t: abs(t[1] - t[0]))
         lines.append(CheckLine("coverage of the network's intervals", coverage.state(),
-                               f"largest miss: {100 * worst[1]:.0f} % inside a {100 * worst[0]:.0f} % interval",
+                               f"largest miss: {100 * worst[1]:.0f} % inside a "
+                               f"{100 * worst[0]:.0f} % interval",
                                f"{coverage.n_test} fresh simulations from {coverage.source}; passed "
                                "within 2 binomial standard errors"))
     else:
