@@ -287,5 +287,5 @@ def _draw_panel(ax, rax, p: SpectrumPanel, residuals: str, result) -> None:
         span = 1.15 * np.max(reach)
         span = min(max(span, 3.5 if residuals == "delchi" else 0.3), 8.0 if residuals == "delchi" else 1.5)
         rax.set_ylim(centre - span, centre + span)
-    # the residual axis's top label would sit on the spectrum's lowest one
-    rax.yaxis.get_major_locator().set_params(prune="upper")
+        # a tick label at the top edge would sit on the spectrum's lowest one
+        rax.set_yticks([t for t in rax.get_yticks() if abs(t - centre) < 0.9 * span])
