@@ -334,9 +334,29 @@ class SBIResult:
         return corner(self, path=path, **kw)
 
     def plot_spectrum(self, path=None, **kw):
-        """Data, SBI and best-fit folded models, residuals; returns the figure."""
-        from xspec_sbi.report.plots import spectrum_plot
+        """Folded spectrum as XSPEC plots it (display rebinning, model band, residuals); returns the figure.
+
+        Keywords go to :func:`xspec_sbi.report.spectrum.spectrum_plot`
+        (``residuals="ratio"``, ``min_significance``, ``max_bins``).
+        """
+        from xspec_sbi.report.spectrum import spectrum_plot
         return spectrum_plot(self, path=path, **kw)
+
+    def plot_priors(self, path=None, **kw):
+        """Your prior, the restricted prior and the posterior per parameter; returns the figure."""
+        from xspec_sbi.report.plots import prior_marginals
+        return prior_marginals(self, path=path, **kw)
+
+    def to_arviz(self, **kw):
+        """The result as an ``arviz.InferenceData`` (needs the ``arviz`` extra).
+
+        Groups: posterior, sample_stats (statistic, importance weights),
+        network_posterior, prior, observed_data, constant_data and, when the
+        chain ran, chain_posterior and chain_sample_stats; see
+        :mod:`xspec_sbi.report.interchange`.
+        """
+        from xspec_sbi.report.interchange import to_inference_data
+        return to_inference_data(self, **kw)
 
 
 def _as_observations(observations, session) -> np.ndarray:
