@@ -38,7 +38,8 @@ def fake_result(session=None, n: int = 400, seed: int = 0, correction: str | Non
     """An SBIResult around the true parameters; ``correction``: "reliable", "unreliable" or None."""
     from xspec_sbi.baseline.mcmc import ChainResult
     from xspec_sbi.checks.importance import importance_correct
-    from xspec_sbi.inference.priors import build_prior, table1_prior
+    from xspec_sbi.inference.priors import build_prior
+    from xspec_sbi.presets.table1 import table1_prior
     from xspec_sbi.result import RunRecord, SBIResult, TrustChecks, summarize
 
     session = session or fake_session()

@@ -58,7 +58,7 @@ def test_corner_without_chain_marks_the_best_sample(result):
 def test_prior_marginals_show_prior_restriction_and_posterior(result):
     import matplotlib.pyplot as plt
 
-    from xspec_sbi.inference.priors import truncate
+    from xspec_sbi.inference.truncation import truncate
     from xspec_sbi.inference.restrict import RestrictionResult
     from xspec_sbi.report.plots import prior_marginals
 

@@ -59,7 +59,7 @@ def test_no_correction_is_not_computed():
 def test_goodness_state_follows_the_deviation(reliable, z, state):
     from dataclasses import replace
 
-    from xspec_sbi.forward.stats import GoodnessOfFit
+    from xspec_sbi.forward.expectation import GoodnessOfFit
     g = GoodnessOfFit(cstat=180.0 + 10.0 * z, expected=180.0, sigma=10.0 if np.isfinite(z) else 0.0,
                       n_bins=193)
     r = replace(reliable, goodness=g)

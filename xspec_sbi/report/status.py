@@ -58,6 +58,22 @@ def _na(name: str, why: str) -> CheckLine:
     return CheckLine(name, "not computed", "-", why)
 
 
+def _answer_line(result) -> CheckLine:
+    """What the SBI samples are: the check decides (see SBIResult.samples_source)."""
+    source = getattr(result, "samples_source", "corrected")
+    rounds = getattr(result, "rounds", ())
+    n = f"{len(rounds)} round(s)" if rounds else "-"
+    if source == "corrected":
+        return CheckLine("SBI answer", "passed", n, "network draws reweighted by the exact likelihood")
+    if source == "chain":
+        return CheckLine("SBI answer", "warning", n, "the network failed its check within the budget: "
+                         "the samples are an exact Goodman-Weare chain started from its draws")
+    if result.correction is None:
+        return CheckLine("SBI answer", "warning", n, "the network's own draws, unchecked (correct=False)")
+    return CheckLine("SBI answer", "failed", n, "the network's own draws, which failed the exact-likelihood "
+                     "check (refinement off)")
+
+
 def _correction_lines(c) -> list[CheckLine]:
     if c is None:
         why = "likelihood correction switched off (correct=False)"
@@ -125,18 +141,21 @@ def check_lines(result, coverage=None, coverage_why: str | None = None) -> list[
         Why coverage was not measured.
     """
     lines = _correction_lines(result.correction)
+    lines.append(_answer_line(result))
     lines.append(_goodness_line("goodness of fit (best SBI sample)", result.goodness))
     if result.chain_goodness is not None:
         lines.append(_goodness_line("goodness of fit (best fit)", result.chain_goodness))
     ppc = result.trust.ppc
     if ppc is None:
-        lines.append(_na("posterior predictive", "not run"))
+        lines.append(_na("posterior predictive", getattr(result.trust, "ppc_not_computed", "") or "not run"))
     else:
         state = "failed" if ppc.flagged else "warning" if ppc.warning else "passed"
         lines.append(CheckLine("posterior predictive", state,
                                f"p = {ppc.p_value:.3f} +/- {ppc.p_value_se:.3f} ({ppc.n} draws)",
                                ppc.warning or f"fraction of replicated spectra fitting worse; "
                                               f"flagged below {ppc.alpha:g}"))
+    for b in getattr(result.trust, "bounds", ()):
+        lines.append(CheckLine("prior bound", "warning", b.split(":")[0], b))
     ood = result.trust.ood
     if ood is None:
         lines.append(_na("out-of-distribution", "needs this call's training spectra "
