@@ -202,7 +202,8 @@ def run(session: Session, prior=None, restrict="cstat", *, seed: int = 0, correc
         xspec_side = session.xspec.compare(
             names=tuple(box.names), samples=samples, median=median, chain=run_chain,
             chain_length=length, chain_burn=burn, walkers=walkers,
-            load_chain=chain.load_into_xspec, progress=o.compute.progress, stat=stats_at)
+            load_chain=chain.load_into_xspec, progress=o.compute.progress, stat=stats_at,
+            prior=box)   # XSPEC's chain under SBI's priors where this XSPEC can (Fit.bayes)
         st.timed("XSPEC fit+chain", t0)
     st.timed("total", t_all)
     record = RunRecord(

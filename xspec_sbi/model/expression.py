@@ -18,7 +18,7 @@ import numpy as np
 from xspec_sbi.model import library as xslibrary
 from xspec_sbi.model.catalogue import ComponentInfo, ModelError, component_catalog, lookup
 from xspec_sbi.model.evaluation import Evaluator, powerlaw_integral
-from xspec_sbi.model.parameters import ParameterSpec
+from xspec_sbi.model.parameters import ParameterSpec, parameter_index
 
 __all__ = ["ModelError", "ComponentInfo", "Component", "Model", "component_catalog",
            "powerlaw_integral"]
@@ -226,16 +226,7 @@ class Model:
 
     def index_of(self, name: str) -> int:
         """0-based position of a parameter given by name (case-insensitive) or 1-based number."""
-        if isinstance(name, (int, np.integer)):
-            if not 1 <= name <= len(self.parameters):
-                raise ModelError(f"parameter number {name} is outside 1..{len(self.parameters)}")
-            return int(name) - 1
-        key = name.lower()
-        for i, p in enumerate(self.parameters):
-            if p.name.lower() == key:
-                return i
-        raise ModelError(f"no parameter {name!r} in model {self.expression!r}; known: "
-                         + ", ".join(p.name for p in self.parameters))
+        return parameter_index(self.parameters, name, self.expression, ModelError)
 
     @property
     def free_parameters(self) -> tuple[ParameterSpec, ...]:
