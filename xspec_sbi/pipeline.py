@@ -75,6 +75,7 @@ class _Stage:
     timings: dict
     simulate_fn: object = None
     n_simulated: int = 0
+    checked: int = 0
 
     def timed(self, name, t0):
         self.timings[name] = time.perf_counter() - t0
@@ -219,7 +220,7 @@ def run(session: Session, prior=None, restrict="cstat", *, seed: int = 0, correc
         goodness=goodness, session=session, prior=box, posterior=posterior, chain=mcmc_chain,
         chain_fit=chain_fit, chain_goodness=chain_good, correction=correction, trust=trust,
         timings=st.timings, settings=record, restriction=restriction, xspec=xspec_side,
-        samples_source=source, rounds=rounds)
+        samples_source=source, rounds=rounds, checked_draws=st.checked)
 
 
 def _first_kind(o: RunOptions) -> str:
@@ -313,17 +314,37 @@ def restrict_prior(kind, args, st: _Stage, cfg):
 
 
 def likelihood_check(raw, posterior, st: _Stage):
-    """Importance-weight the network's draws by the exact Poisson likelihood (PSIS, ESS, evidence)."""
-    log_q = posterior.log_prob(raw, st.x_obs)
-    log_prior = st.box.log_prob(raw)
-    log_like = -0.5 * st.stat_fn(raw)
+    """Importance-weight the network's draws by the exact Poisson likelihood (PSIS, ESS, evidence).
+
+    The work is sized to its cost: when one statistic costs more than
+    ``check_seconds / n_draws`` (XSPEC folding the model one ``setPars`` at a
+    time on the XSPEC path), only as many draws as fit in
+    ``Budget.check_seconds`` are weighed (never fewer than 1,000), and the
+    corrected sample is resampled from them; ``st.checked`` records how many.
+    """
+    n = len(raw)
+    probe = min(20, n)
+    t0 = time.perf_counter()
+    st.stat_fn(raw[:probe])   # timed, to size the check
+    per_draw = (time.perf_counter() - t0) / probe
+    budget = st.options.budget.check_seconds
+    n_check = n if per_draw * n <= budget else min(n, max(1000, int(budget / per_draw)))
+    if n_check < n:
+        log.info("likelihood check: %d of %d draws (%.1f ms per statistic; about %.0f s)",
+                 n_check, n, 1e3 * per_draw, per_draw * n_check)
+    st.checked = n_check
+    draws = raw[:n_check]
+    log_q = posterior.log_prob(draws, st.x_obs)
+    log_prior = st.box.log_prob(draws)
+    log_like = -0.5 * st.stat_fn(draws)   # in one call, as always: the probe only sized the work
     const = 0.0
     for p, b in zip(st.sim.parts, st.sim.split(st.x_obs)):
         if p.has_background:
             const += wstat_log_like_constant(b[:p.n_bins], b[p.n_bins:])
         else:
             const += cstat_log_like_constant(b)
-    return importance_correct(raw, log_q, log_prior, log_like, st.rng, log_like_constant=const)
+    return importance_correct(draws, log_q, log_prior, log_like, st.rng, log_like_constant=const,
+                              n_resample=None if n_check == n else n)
 
 
 def trust_checks(x_train, samples, st: _Stage, *, exact: bool = True, why_not: str = "") -> TrustChecks:

@@ -185,6 +185,9 @@ class SBIResult:
         network's own draws: the check was off, or failed with no fallback).
     rounds : tuple of RoundRecord
         Every round of inference with its check (first network, refinements).
+    checked_draws : int
+        Network draws weighed by the exact likelihood in the last check (all of
+        them unless the statistic is costly, see ``Budget.check_seconds``).
     """
 
     names: tuple[str, ...]
@@ -210,6 +213,7 @@ class SBIResult:
     xspec: Optional["XspecComparison"] = None
     samples_source: str = "corrected"
     rounds: tuple = ()
+    checked_draws: int = 0
 
     # -- tables --------------------------------------------------------------------
     def chain_summaries(self) -> tuple[ParameterSummary, ...] | None:
@@ -244,6 +248,9 @@ class SBIResult:
             rows.append(f"likelihood check: ESS {100 * c.ess_fraction:.1f}% , Pareto k {c.pareto_k:.2f}, "
                         f"log evidence {c.log_evidence:.2f} +/- {c.log_evidence_se:.2f}"
                         + (f"  -> {c.warning}" if c.warning else ""))
+            if 0 < self.checked_draws < len(self.samples_raw):
+                rows.append(f"  (on {self.checked_draws} of the {len(self.samples_raw)} network draws: "
+                            "the statistic is costly here, see Budget.check_seconds)")
         if self.xspec is not None:
             rows.append(str(self.xspec))
         rows.extend(self.trust.lines())
