@@ -20,6 +20,7 @@ import numpy as np
 
 from xspec_sbi.baseline.comparison import fit_and_chain
 from xspec_sbi.baseline.mcmc import resolve_walkers
+from xspec_sbi.checks.bounds import bound_warnings
 from xspec_sbi.checks.importance import cstat_log_like_constant, importance_correct, wstat_log_like_constant
 from xspec_sbi.forward.simulate import make_pool, simulate
 from xspec_sbi.inference.posterior import NeuralPosterior
@@ -32,7 +33,7 @@ from xspec_sbi.refine import RoundRecord, check_passes, refine
 from xspec_sbi.result import RunRecord, SBIResult, TrustChecks, summarize
 from xspec_sbi.session import Session
 
-__all__ = ["network_fingerprint", "run", "likelihood_check", "trust_checks", "bound_warnings"]
+__all__ = ["network_fingerprint", "run", "likelihood_check", "trust_checks"]
 
 log = logging.getLogger("xspec_sbi")
 
@@ -374,26 +375,6 @@ def trust_checks(x_train, samples, st: _Stage, *, exact: bool = True, why_not: s
     ppc = ppc_pvalue(stat_data, lambda th, r: sim(th, r), samples, st.x_obs, st.rng, n=200,
                      model_counts=model_counts)
     return TrustChecks(ood=ood, ppc=ppc, bounds=bounds)
-
-
-def bound_warnings(samples: np.ndarray, box, *, edge: float = 0.01, share: float = 0.1) -> tuple:
-    """Parameters whose posterior piles against a bound of the prior.
-
-    A share of the draws over ``share`` within ``edge`` of the prior's range
-    (in the prior's warped coordinate: log for log-uniform parameters) from a
-    bound means the data may want a value beyond it.
-    """
-    u = box.to_unit(np.clip(samples, box.lower, box.upper))
-    out = []
-    for j, name in enumerate(box.names):
-        for side, near, value in (("lower", u[:, j] <= edge, box.lower[j]),
-                                  ("upper", u[:, j] >= 1 - edge, box.upper[j])):
-            f = float(np.mean(near))
-            if f > share:
-                out.append(f"{name}: {100 * f:.0f}% of the posterior lies within {100 * edge:g}% of the "
-                           f"prior's {side} bound {value:g}; the data may want a value beyond it "
-                           f"(widen the prior if that is physical)")
-    return tuple(out)
 
 
 def _versions():
