@@ -279,3 +279,13 @@ def test_bad_inputs_are_refused():
 def test_cuda_request_without_cuda_is_a_clear_error():
     with pytest.raises(NPEError, match="cuda"):
         resolve_device("cuda")
+
+
+def test_draws_never_land_on_a_prior_bound(gauss_post):
+    # a latent far in the tail maps onto a bound in floating point, where log q is -inf and
+    # the likelihood check would fail: draws stay strictly inside the box
+    post = gauss_post
+    k = post.prior.n_dim
+    theta = post._theta_from_s(np.array([[1e6] * k, [-1e6] * k]))
+    assert np.all(theta > post.prior.lower) and np.all(theta < post.prior.upper)
+    assert np.all(np.isfinite(post.log_prob(theta, np.zeros(post.features.n_bins))))

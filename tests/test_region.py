@@ -71,3 +71,18 @@ def test_region_is_a_truncation_of_the_users_prior():
     assert res.prior.lower[0] == 0.0
     draws = res.prior.sample(2000, rng=1)
     assert draws.min() >= 0.0 and draws.max() <= 1.0
+
+
+def test_region_answers_for_millions_of_candidates_in_blocks():
+    # a rejection sampler asks about up to 2,000,000 candidates at once
+    from xspec_sbi.inference.region import StatisticRegion
+    calls = []
+
+    def stat(theta):
+        calls.append(len(theta))
+        return np.atleast_2d(theta)[:, 0] ** 2
+
+    region = StatisticRegion(stat, 0.25)
+    inside = region(np.linspace(-1, 1, 45_001)[:, None])
+    assert max(calls) == StatisticRegion.block and len(calls) == 3
+    assert inside.sum() == np.sum(np.abs(np.linspace(-1, 1, 45_001)) <= 0.5)

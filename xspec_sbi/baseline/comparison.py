@@ -48,7 +48,8 @@ def fit_and_chain(stat_fn, start, box, free, length, burn, walkers, rng, progres
     lower, upper = box.lower, box.upper
     log.info("fitting (C-stat minimisation) from the best SBI sample")
     best = fit(stat_fn, start, lower, upper, seed=int(rng.integers(2**31)))
-    log.info("Goodman-Weare chain: %s walkers, burn %d, length %d", walkers, burn, length)
+    log.info("Goodman-Weare chain: %s walkers, burn %d, length %d",
+             walkers or "XSPEC's default number of", burn, length)
     deltas = None
     if covariance is None:
         deltas = np.array([p.delta if p.delta > 0 else 0.01 * abs(p.value) + 1e-3 for p in free])

@@ -87,7 +87,11 @@ class NeuralPosterior:
         return torch.from_numpy(self.features.apply(x)).to(self.device)
 
     def _theta_from_s(self, s: np.ndarray) -> np.ndarray:
-        return from_latent(self.prior, s * self.z_std + self.z_mean, self.config.theta_map)
+        theta = from_latent(self.prior, s * self.z_std + self.z_mean, self.config.theta_map)
+        # A latent far in the tail maps onto a bound in floating point, where the density's
+        # latent map is infinite: keep every draw strictly inside the box.
+        lo, hi = self.prior.lower, self.prior.upper
+        return np.clip(theta, np.nextafter(lo, hi), np.nextafter(hi, lo))
 
     # -- public face --------------------------------------------------------
     def sample(self, x: np.ndarray, n_samples: int, *, rng: np.random.Generator | int,

@@ -53,9 +53,17 @@ class StatisticRegion:
         self.statistic = statistic
         self.threshold = float(threshold)
 
+    #: Rows folded at once: a rejection sampler may ask about millions of candidates, and
+    #: folding them in one call would need (rows x energies) floats.
+    block = 20_000
+
     def __call__(self, theta: np.ndarray) -> np.ndarray:
-        s = np.asarray(self.statistic(np.atleast_2d(theta)), dtype=float)
-        return np.isfinite(s) & (s <= self.threshold)
+        theta = np.atleast_2d(theta)
+        out = np.empty(len(theta), dtype=bool)
+        for a in range(0, len(theta), self.block):
+            s = np.asarray(self.statistic(theta[a:a + self.block]), dtype=float)
+            out[a:a + self.block] = np.isfinite(s) & (s <= self.threshold)
+        return out
 
 
 def _sub_prior(prior: BoxPrior, u_lo: np.ndarray, u_hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
