@@ -36,6 +36,8 @@ __all__ = [
     "read_pha",
     "read_rmf",
     "read_arf",
+    "read_header_keywords",
+    "observation_time",
 ]
 
 _ROW_SUFFIX = re.compile(r"^(?P<path>.*)\{(?P<row>\s*\d+\s*)\}\s*$")
@@ -678,3 +680,80 @@ def read_arf(path: str | os.PathLike) -> ARFRecord:
         if np.any(area < 0):
             raise OGIPError(f"{path}: negative SPECRESP (min {area.min()} cm^2)")
         return ARFRecord(path=path, energ_lo=energ_lo, energ_hi=energ_hi, specresp=area)
+
+
+# --------------------------------------------------------------------------
+# header keywords alone (the command line's times and telescope checks)
+# --------------------------------------------------------------------------
+
+def read_header_keywords(path: str | os.PathLike, keywords, *,
+                         extname: str = "SPECTRUM") -> dict[str, object]:
+    """Header keywords of an OGIP file, without reading its data.
+
+    Parameters
+    ----------
+    path : str or path-like
+        OGIP file; a ``{N}`` row suffix is ignored (keywords are per file).
+    keywords : iterable of str
+        Keyword names, e.g. ``("TELESCOP", "INSTRUME", "TSTART", "TSTOP")``.
+    extname : str
+        Extension searched first (EXTNAME or HDUCLAS1): ``SPECTRUM`` for a
+        PHA file, ``SPECRESP`` for an ARF, ``MATRIX`` for an RMF.
+
+    Returns
+    -------
+    dict
+        For each keyword found, its value from that extension, else from the
+        primary header; keywords found in neither are left out.
+
+    Raises
+    ------
+    OGIPFileNotFoundError
+        The file does not exist.
+    OGIPError
+        The file is not readable as FITS.
+    """
+    bare, _ = split_row_suffix(path)
+    wanted = [str(k).upper() for k in keywords]
+    found: dict[str, object] = {}
+    with _open(bare) as hdul:
+        headers = [h.header for h in hdul
+                   if str(h.header.get("HDUCLAS1", "")).upper() == extname.upper()
+                   or str(h.header.get("EXTNAME", "")).upper() == extname.upper()]
+        for header in headers + [hdul[0].header]:
+            for key in wanted:
+                if key not in found and key in header:
+                    found[key] = header[key]
+    return found
+
+
+def observation_time(path: str | os.PathLike) -> float | None:
+    """Mid-time of a spectrum, s (mission time): ``(TSTART + TSTOP) / 2``, or TSTART alone.
+
+    Parameters
+    ----------
+    path : str or path-like
+        PHA file; a ``{N}`` row suffix is ignored.
+
+    Returns
+    -------
+    float or None
+        From the SPECTRUM extension, else the primary header; None when
+        neither has TSTART.
+
+    Raises
+    ------
+    OGIPFileNotFoundError, OGIPError
+        As :func:`read_header_keywords`; also a TSTART or TSTOP that is not a number.
+    """
+    bare, _ = split_row_suffix(path)
+    with _open(bare) as hdul:
+        headers = [h.header for h in hdul
+                   if str(h.header.get("HDUCLAS1", "")).upper() == "SPECTRUM"
+                   or str(h.header.get("EXTNAME", "")).upper() == "SPECTRUM"]
+        for header in headers + [hdul[0].header]:
+            t0 = _float_keyword(header, "TSTART", bare)
+            if t0 is not None:
+                t1 = _float_keyword(header, "TSTOP", bare)
+                return t0 if t1 is None else 0.5 * (t0 + t1)
+    return None

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["corner", "spectrum_plot"]
+__all__ = ["corner", "spectrum_plot", "track_plot"]
 
 SBI_COLOR = "#2a9d8f"
 MCMC_COLOR = "#e76f51"
@@ -92,6 +92,41 @@ def spectrum_plot(result, path=None):
         rax.axhline(0, color="0.5", lw=0.8)
         rax.set_xlabel("energy (keV)")
         rax.set_ylabel("(data-model)/sqrt(model)", fontsize=8)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=110)
+    return fig
+
+
+def track_plot(times, axis_label: str, summaries, parameters, title: str, path=None):
+    """Parameter tracks of many spectra: posterior median and 68% interval against time or index.
+
+    Parameters
+    ----------
+    times : array_like, (n_spectra,)
+        x positions: seconds since the first spectrum, or the file index.
+    axis_label : str
+        x-axis label (with its unit).
+    summaries : sequence of sequence of ParameterSummary
+        Per spectrum, one summary per parameter (``median``, ``lo68``, ``hi68``).
+    parameters : sequence of PriorParameter
+        The box prior's parameters (``name``, ``unit``, ``kind``: log axes for log priors).
+    title : str
+    path : path-like, optional
+        Save the figure there (PNG).
+    """
+    k = len(parameters)
+    fig, axes = _figure(k, 1, figsize=(7, 1.9 * k + 1), sharex=True, squeeze=False)
+    for i, (ax, p) in enumerate(zip(axes[:, 0], parameters)):
+        med = np.array([s[i].median for s in summaries])
+        lo = np.array([s[i].lo68 for s in summaries])
+        hi = np.array([s[i].hi68 for s in summaries])
+        ax.errorbar(times, med, yerr=[med - lo, hi - med], fmt="o", ms=3, capsize=2, color=SBI_COLOR)
+        ax.set_ylabel(f"{p.name}" + (f" ({p.unit})" if p.unit else ""), fontsize=8)
+        if p.kind == "log":
+            ax.set_yscale("log")
+    axes[-1, 0].set_xlabel(axis_label)
+    axes[0, 0].set_title(title, fontsize=9)
     fig.tight_layout()
     if path is not None:
         fig.savefig(path, dpi=110)
