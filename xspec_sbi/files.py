@@ -237,6 +237,9 @@ def atomic_folder(path: str | os.PathLike, *, overwrite: bool = False):
         raise NotADirectoryError(f"{path}: exists and is a file, not a folder; choose another name")
     _refuse(path, overwrite, "folder")
     parent = path.parent if str(path.parent) else Path(".")
+    blocking = next((a for a in [parent, *parent.parents] if a.exists()), None)
+    if blocking is not None and not blocking.is_dir():
+        raise NotADirectoryError(f"{path}: {blocking} is a file, not a folder; choose another name")
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

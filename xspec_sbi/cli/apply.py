@@ -65,8 +65,10 @@ def cmd_apply(args) -> int:
     from xspec_sbi.inference.priors import build_prior
     from xspec_sbi.result import summarize
     refuse_existing(args.out, "--out", args.overwrite)
+    if not Path(args.network).is_dir():
+        raise CommandError(f"{args.network}: network folder not found")
+    check_network(args.network)          # edited or truncated files named before any is read
     setup = load_setup(args.network)
-    check_network(args.network, "apply")
     setup_path = Path(args.network) / SETUP_NAME
     if len(setup["training_spectra"]) != 1:
         raise CommandError(f"{args.network}: trained on {len(setup['training_spectra'])} spectra "

@@ -62,14 +62,17 @@ def refuse_existing(path, option: str, overwrite: bool) -> None:
                            + "; pass --overwrite to replace it as a whole, or choose another folder")
 
 
-def check_network(folder, option: str = "network") -> None:
-    """Refuse a saved network whose files differ from its manifest (the file named)."""
+def check_network(folder, option: str | None = None) -> None:
+    """Refuse a saved network whose files differ from its manifest (the file named).
+
+    ``option`` (``--network``) prefixes the message when the folder came from one.
+    """
     try:
         if not verify_manifest(folder, required=False):
             log.warning("%s: no manifest.json (saved by an older version): its files cannot be "
                         "checked; save it again to have them checked", folder)
     except ManifestError as exc:
-        raise CommandError(f"{option} {exc}") from None
+        raise CommandError(f"{option} {exc}" if option else str(exc)) from None
 
 
 def distinct_folders(*named) -> None:
