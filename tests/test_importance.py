@@ -1,4 +1,4 @@
-"""Tests of xspec_sbi.checks.importance against analytic posteriors, exact Pareto draws,
+"""Tests of xspec_sbi.checks.importance and .psis against analytic posteriors, exact Pareto draws,
 scipy's maximum-likelihood Pareto fit and a direct grid integration of the evidence."""
 import math
 
@@ -12,14 +12,11 @@ from xspec_sbi.forward import stats
 from xspec_sbi.checks.importance import (
     ImportanceError,
     cstat_log_like_constant,
-    fit_generalized_pareto,
     importance_correct,
     importance_from_posterior,
-    pareto_k_threshold,
-    pareto_smooth,
-    psis_tail_length,
     wstat_log_like_constant,
 )
+from xspec_sbi.checks.psis import fit_generalized_pareto, pareto_k_threshold, pareto_smooth, psis_tail_length
 from xspec_sbi.inference.priors import BoxPrior, ParameterPrior
 
 # --- a conjugate Gaussian problem: prior N(0, tau^2), data y ~ N(theta, s^2), 2-D ---
@@ -312,7 +309,7 @@ def test_tail_weights_spanning_hundreds_of_nats_do_not_break_psis():
     assert np.all(np.isfinite(r.weights)) and abs(r.weights.sum() - 1) < 1e-9
     assert not r.reliable and r.advice
     # scale equivariance of the GPD fit, which the rescaling relies on
-    from xspec_sbi.checks.importance import fit_generalized_pareto
+    from xspec_sbi.checks.psis import fit_generalized_pareto
     x = np.random.default_rng(2).pareto(2.0, 500)
     a, b = fit_generalized_pareto(x), fit_generalized_pareto(x * 1e-200)
     assert a.k == pytest.approx(b.k, rel=1e-9) and a.sigma * 1e-200 == pytest.approx(b.sigma, rel=1e-9)

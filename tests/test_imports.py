@@ -6,8 +6,9 @@ import sys
 
 import xspec_sbi
 
-ENGINE = ["data.ogip", "data.response", "data.spectrum", "model.library", "model.expression",
-          "forward.folding", "forward.simulate", "forward.objective", "forward.stats", "baseline.fit",
+ENGINE = ["data.ogip", "data.ogip_pha", "data.ogip_response", "data.grouping", "data.selection",
+          "data.response", "data.spectrum", "model.library", "model.expression", "forward.folding",
+          "forward.simulate", "forward.objective", "forward.stats", "forward.expectation", "baseline.fit",
           "baseline.mcmc", "baseline.chainfile", "session", "result", "presets.nicer"]
 
 

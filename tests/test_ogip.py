@@ -8,7 +8,7 @@ import pytest
 from astropy.io import fits
 
 from ogip_testfiles import toy_grid, write_arf, write_pha, write_pha_type2, write_rmf
-from xspec_sbi.data import ogip
+from xspec_sbi.data import ogip, ogip_pha, ogip_response
 
 # Totals and exposures from ../shared/data/README.md.
 REAL_SPECTRA = [
@@ -24,7 +24,7 @@ REAL_SPECTRA = [
 
 @pytest.mark.parametrize("name, total, exposure", REAL_SPECTRA)
 def test_real_counts_and_exposure(shared_data, name, total, exposure):
-    rec = ogip.read_pha(shared_data / name)
+    rec = ogip_pha.read_pha(shared_data / name)
     assert rec.counts.sum() == total
     assert rec.exposure == pytest.approx(exposure, rel=1e-9)
     assert rec.row is None and not rec.was_rate and rec.poisserr
@@ -32,35 +32,35 @@ def test_real_counts_and_exposure(shared_data, name, total, exposure):
 
 
 def test_real_keyword_resolution(shared_data):
-    swift = ogip.read_pha(shared_data / "swift_xrt_grb110731a/grb110731a_src.pha")
+    swift = ogip_pha.read_pha(shared_data / "swift_xrt_grb110731a/grb110731a_src.pha")
     folder = shared_data / "swift_xrt_grb110731a"
     assert swift.respfile == str(folder / "swxwt0to2s6_20110101v015.rmf")
     assert swift.ancrfile == str(folder / "test_grb110731.arf")
     assert swift.backfile == str(folder / "test_grb110731_bkg.pha")
     assert swift.backscal == pytest.approx(9.5e-05)
-    bkg = ogip.read_pha(swift.backfile)  # keywords 'none' and no GROUPING/QUALITY columns
+    bkg = ogip_pha.read_pha(swift.backfile)  # keywords 'none' and no GROUPING/QUALITY columns
     assert bkg.respfile is None and bkg.ancrfile is None and bkg.backfile is None
     assert bkg.exposure == pytest.approx(572.1246273263523)
     assert np.all(bkg.grouping == 1) and np.all(bkg.quality == 0)
 
-    nicer = ogip.read_pha(shared_data / "nicer_4u1820/b_004_0.25s_raw_opt.pha")
+    nicer = ogip_pha.read_pha(shared_data / "nicer_4u1820/b_004_0.25s_raw_opt.pha")
     assert nicer.backfile is None  # BACKFILE = 'none'
     assert nicer.respfile == str(shared_data / "nicer_4u1820/1050300108.rmf")  # absent file, still named
-    reference = ogip.read_pha(shared_data / "nicer_4u1820/Reference_pha_tbabs_powerlaw_20000counts.pha")
+    reference = ogip_pha.read_pha(shared_data / "nicer_4u1820/Reference_pha_tbabs_powerlaw_20000counts.pha")
     assert reference.backfile is None  # BACKFILE = ''
-    xmm = ogip.read_pha(shared_data / "xmm_pn_ngc7793_ulx4/PN.pha")
+    xmm = ogip_pha.read_pha(shared_data / "xmm_pn_ngc7793_ulx4/PN.pha")
     assert xmm.backfile == str(shared_data / "xmm_pn_ngc7793_ulx4/PNbackground_spectrum.fits")
     assert xmm.backscal == 2010100.0
 
 
 def test_real_grouping_quality(shared_data):
-    swift = ogip.read_pha(shared_data / "swift_xrt_grb110731a/grb110731a_src.pha")
+    swift = ogip_pha.read_pha(shared_data / "swift_xrt_grb110731a/grb110731a_src.pha")
     assert swift.tlmin == 0 and swift.channels[0] == 0 and swift.channels.size == 1024
     assert np.all(swift.quality[:30] == 5) and np.all(swift.quality[30:719] == 0)
     assert np.all(swift.quality[719:] == 2)
-    xmm = ogip.read_pha(shared_data / "xmm_pn_ngc7793_ulx4/PN.pha")
+    xmm = ogip_pha.read_pha(shared_data / "xmm_pn_ngc7793_ulx4/PN.pha")
     assert (xmm.quality == 1).sum() == 1116 and (xmm.grouping == 1).sum() == 1230
-    nicer = ogip.read_pha(shared_data / "nicer_4u1820/pre_burst_spectrum_opt.pha")
+    nicer = ogip_pha.read_pha(shared_data / "nicer_4u1820/pre_burst_spectrum_opt.pha")
     assert (nicer.quality == 1).sum() == 22 and set(np.unique(nicer.grouping)) == {-1, 1}
 
 
@@ -89,7 +89,7 @@ def _dense_by_loop(hdu, rows) -> np.ndarray:
 ])
 def test_real_rmf_matches_row_by_row_decoding(shared_data, name, shape):
     start = time.perf_counter()
-    rec = ogip.read_rmf(shared_data / name)
+    rec = ogip_response.read_rmf(shared_data / name)
     elapsed = time.perf_counter() - start
     assert elapsed < 2.0, f"loading {name} took {elapsed:.2f} s"
     assert rec.matrix.shape == shape and rec.first_channel == 0 and not rec.includes_area
@@ -101,7 +101,7 @@ def test_real_rmf_matches_row_by_row_decoding(shared_data, name, shape):
 
 
 def test_real_arf(shared_data):
-    arf = ogip.read_arf(shared_data / "nicer_4u1820/pre_burst_Tint200_raw.arf")
+    arf = ogip_response.read_arf(shared_data / "nicer_4u1820/pre_burst_Tint200_raw.arf")
     assert arf.specresp.size == 3451
     assert arf.energ_lo[0] == pytest.approx(0.1) and arf.energ_hi[-1] == pytest.approx(20.0)
     assert arf.specresp.max() == pytest.approx(1889.6947, rel=1e-6)
@@ -113,33 +113,33 @@ def test_rate_column_converted_with_exposure(tmp_path):
     counts = np.array([0, 3, 7, 1, 12])
     path = write_pha(tmp_path / "rate.pha", counts / 40.0, column="RATE", exposure=40.0,
                      keywords={"HDUCLAS3": "RATE"})
-    rec = ogip.read_pha(path)
+    rec = ogip_pha.read_pha(path)
     assert rec.was_rate
     np.testing.assert_array_equal(rec.counts, counts)
     fractional = write_pha(tmp_path / "frac.pha", [0.01, 0.5], column="RATE", exposure=3.0)
-    np.testing.assert_allclose(ogip.read_pha(fractional).counts, [0.03, 1.5])
+    np.testing.assert_allclose(ogip_pha.read_pha(fractional).counts, [0.03, 1.5])
 
 
 def test_type2_row_selection(tmp_path):
     counts = np.array([[1, 2, 3, 4], [10, 20, 30, 40], [5, 0, 0, 5]])
     path = write_pha_type2(tmp_path / "multi.pha", counts, [10.0, 20.0, 30.0], [0.1, 0.2, 0.3])
-    assert ogip.is_type2(path)
-    by_arg = ogip.read_pha(path, row=2)
-    by_suffix = ogip.read_pha(f"{path}{{2}}")
+    assert ogip_pha.is_type2(path)
+    by_arg = ogip_pha.read_pha(path, row=2)
+    by_suffix = ogip_pha.read_pha(f"{path}{{2}}")
     for rec in (by_arg, by_suffix):
         np.testing.assert_array_equal(rec.counts, counts[1])
         assert rec.row == 2 and rec.exposure == 20.0 and rec.backscal == 0.2
-    assert ogip.read_pha(path, row=3).exposure == 30.0
+    assert ogip_pha.read_pha(path, row=3).exposure == 30.0
     with pytest.raises(ogip.OGIPError, match="type II"):
-        ogip.read_pha(path)
+        ogip_pha.read_pha(path)
     with pytest.raises(ogip.OGIPError, match="out of range"):
-        ogip.read_pha(path, row=4)
+        ogip_pha.read_pha(path, row=4)
     with pytest.raises(ogip.OGIPError, match="contradicts"):
-        ogip.read_pha(f"{path}{{1}}", row=2)
+        ogip_pha.read_pha(f"{path}{{1}}", row=2)
     single = write_pha(tmp_path / "single.pha", [1, 2, 3])
-    assert not ogip.is_type2(single)
+    assert not ogip_pha.is_type2(single)
     with pytest.raises(ogip.OGIPError, match="type I"):
-        ogip.read_pha(single, row=1)
+        ogip_pha.read_pha(single, row=1)
 
 
 def test_scale_columns_quality_keyword_and_file_keywords(tmp_path):
@@ -148,7 +148,7 @@ def test_scale_columns_quality_keyword_and_file_keywords(tmp_path):
                                                               "AREASCAL": [0.5, 0.5, 1.0]},
                      keywords={"BACKSCAL": None, "AREASCAL": None, "QUALITY": 2, "GROUPING": 0,
                                "RESPFILE": "sub/r.rmf", "ANCRFILE": "NONE", "BACKFILE": " "})
-    rec = ogip.read_pha(path)
+    rec = ogip_pha.read_pha(path)
     np.testing.assert_array_equal(rec.backscal, [1.0, 2.0, 4.0])
     np.testing.assert_array_equal(rec.areascal, [0.5, 0.5, 1.0])
     np.testing.assert_array_equal(rec.quality, [2, 2, 2])
@@ -157,7 +157,7 @@ def test_scale_columns_quality_keyword_and_file_keywords(tmp_path):
     assert rec.ancrfile is None and rec.backfile is None
     bare = write_pha(tmp_path / "bare.pha", [4, 5], keywords={"BACKSCAL": None, "AREASCAL": None},
                      channel_column=False)
-    rec = ogip.read_pha(bare)
+    rec = ogip_pha.read_pha(bare)
     assert rec.backscal == 1.0 and rec.areascal == 1.0
     np.testing.assert_array_equal(rec.channels, [1, 2])
     np.testing.assert_array_equal(rec.quality, [0, 0])
@@ -169,11 +169,11 @@ def test_rmf_tlmin_zero_and_one_give_the_same_matrix(tmp_path, variable_length):
     dense[5, :] = 0.0
     dense[5, [1, 2, 6, 9]] = [0.1, 0.2, 0.3, 0.4]  # three groups in one row
     dense[7, :] = 0.0                              # an empty row (N_GRP = 0)
-    zero = ogip.read_rmf(write_rmf(tmp_path / "t0.rmf", lo, hi, e_min, e_max, dense, tlmin=0,
+    zero = ogip_response.read_rmf(write_rmf(tmp_path / "t0.rmf", lo, hi, e_min, e_max, dense, tlmin=0,
                                    variable_length=variable_length))
-    one = ogip.read_rmf(write_rmf(tmp_path / "t1.rmf", lo, hi, e_min, e_max, dense, tlmin=1,
+    one = ogip_response.read_rmf(write_rmf(tmp_path / "t1.rmf", lo, hi, e_min, e_max, dense, tlmin=1,
                                   variable_length=variable_length))
-    missing = ogip.read_rmf(write_rmf(tmp_path / "tn.rmf", lo, hi, e_min, e_max, dense, tlmin=None,
+    missing = ogip_response.read_rmf(write_rmf(tmp_path / "tn.rmf", lo, hi, e_min, e_max, dense, tlmin=None,
                                       variable_length=variable_length))
     assert (zero.first_channel, one.first_channel, missing.first_channel) == (0, 1, 1)
     for rec in (zero, one, missing):
@@ -184,10 +184,10 @@ def test_rmf_tlmin_zero_and_one_give_the_same_matrix(tmp_path, variable_length):
 
 def test_rsp_file_flags_area(tmp_path):
     lo, hi, e_min, e_max, dense = toy_grid()
-    rsp = ogip.read_rmf(write_rmf(tmp_path / "full.rsp", lo, hi, e_min, e_max, dense * 250.0,
+    rsp = ogip_response.read_rmf(write_rmf(tmp_path / "full.rsp", lo, hi, e_min, e_max, dense * 250.0,
                                   extname="SPECRESP MATRIX", hduclas3="FULL"))
     assert rsp.includes_area and rsp.extname == "SPECRESP MATRIX"
-    no_class = ogip.read_rmf(write_rmf(tmp_path / "nc.rsp", lo, hi, e_min, e_max, dense * 250.0,
+    no_class = ogip_response.read_rmf(write_rmf(tmp_path / "nc.rsp", lo, hi, e_min, e_max, dense * 250.0,
                                        hduclas3=None))
     assert no_class.includes_area  # rows sum to 250 > 1
 
@@ -196,7 +196,7 @@ def test_rsp_file_flags_area(tmp_path):
 
 def test_missing_file(tmp_path):
     missing = tmp_path / "nope.pha"
-    for reader in (ogip.read_pha, ogip.read_rmf, ogip.read_arf):
+    for reader in (ogip_pha.read_pha, ogip_response.read_rmf, ogip_response.read_arf):
         with pytest.raises(FileNotFoundError, match="nope.pha"):
             reader(missing)
 
@@ -205,21 +205,21 @@ def test_not_fits_and_wrong_hdu(tmp_path):
     text = tmp_path / "text.pha"
     text.write_text("not a FITS file\n")
     with pytest.raises(ogip.OGIPError, match="text.pha"):
-        ogip.read_pha(text)
+        ogip_pha.read_pha(text)
     events = write_pha(tmp_path / "events.fits", [1, 2], extname="EVENTS",
                        keywords={"HDUCLASS": None})
     with fits.open(events, mode="update") as hdul:
         hdul[1].header["HDUCLAS1"] = "EVENTS"
     with pytest.raises(ogip.OGIPError, match=r"events.fits.*SPECTRUM"):
-        ogip.read_pha(events)
+        ogip_pha.read_pha(events)
     with pytest.raises(ogip.OGIPError, match=r"events.fits.*MATRIX"):
-        ogip.read_rmf(events)
+        ogip_response.read_rmf(events)
     with pytest.raises(ogip.OGIPError, match=r"events.fits.*SPECRESP"):
-        ogip.read_arf(events)
+        ogip_response.read_arf(events)
     lo, hi, e_min, e_max, dense = toy_grid()
     no_eb = write_rmf(tmp_path / "noeb.rmf", lo, hi, e_min, e_max, dense, ebounds=False)
     with pytest.raises(ogip.OGIPError, match=r"noeb.rmf.*EBOUNDS"):
-        ogip.read_rmf(no_eb)
+        ogip_response.read_rmf(no_eb)
 
 
 @pytest.mark.parametrize("values, kwargs, message", [
@@ -235,14 +235,14 @@ def test_not_fits_and_wrong_hdu(tmp_path):
 def test_bad_spectra(tmp_path, values, kwargs, message):
     path = write_pha(tmp_path / "bad.pha", values, **kwargs)
     with pytest.raises(ogip.OGIPError, match=message) as info:
-        ogip.read_pha(path)
+        ogip_pha.read_pha(path)
     assert "bad.pha" in str(info.value)
 
 
 def test_missing_counts_column(tmp_path):
     path = write_pha(tmp_path / "nocounts.pha", [1, 2], column="FLUX")
     with pytest.raises(ogip.OGIPError, match=r"nocounts.pha.*COUNTS"):
-        ogip.read_pha(path)
+        ogip_pha.read_pha(path)
 
 
 def test_bad_rmf_and_arf(tmp_path):
@@ -250,20 +250,45 @@ def test_bad_rmf_and_arf(tmp_path):
     order = np.arange(lo.size)
     order[[3, 4]] = [4, 3]
     with pytest.raises(ogip.OGIPError, match=r"nonmono.rmf.*monotonically"):
-        ogip.read_rmf(write_rmf(tmp_path / "nonmono.rmf", lo[order], hi[order], e_min, e_max, dense))
+        ogip_response.read_rmf(write_rmf(tmp_path / "nonmono.rmf", lo[order], hi[order], e_min, e_max, dense))
     nan = dense.copy()
     nan[2, 3] = np.nan
     with pytest.raises(ogip.OGIPError, match=r"nan.rmf.*non-finite"):
-        ogip.read_rmf(write_rmf(tmp_path / "nan.rmf", lo, hi, e_min, e_max, nan))
+        ogip_response.read_rmf(write_rmf(tmp_path / "nan.rmf", lo, hi, e_min, e_max, nan))
     # F_CHAN counted from 0 but no TLMIN: XSPEC assumes 1, so channel -1 is addressed.
     with fits.open(write_rmf(tmp_path / "t0.rmf", lo, hi, e_min, e_max, dense, tlmin=0)) as hdul:
         del hdul["MATRIX"].header["TLMIN4"]
         hdul.writeto(tmp_path / "notlmin.rmf")
     with pytest.raises(ogip.OGIPError, match=r"notlmin.rmf.*TLMIN"):
-        ogip.read_rmf(tmp_path / "notlmin.rmf")
+        ogip_response.read_rmf(tmp_path / "notlmin.rmf")
     area = np.full(lo.size, 10.0)
     area[1] = np.nan
     with pytest.raises(ogip.OGIPError, match=r"nan.arf.*SPECRESP"):
-        ogip.read_arf(write_arf(tmp_path / "nan.arf", lo, hi, area))
+        ogip_response.read_arf(write_arf(tmp_path / "nan.arf", lo, hi, area))
     with pytest.raises(ogip.OGIPError, match=r"rev.arf.*monotonically"):
-        ogip.read_arf(write_arf(tmp_path / "rev.arf", lo[::-1], hi[::-1], np.ones(lo.size)))
+        ogip_response.read_arf(write_arf(tmp_path / "rev.arf", lo[::-1], hi[::-1], np.ones(lo.size)))
+
+
+# ---------------------------------------------------------------- header keywords only
+
+def test_header_keywords_and_observation_time(tmp_path):
+    both = write_pha(tmp_path / "both.pha", [1, 2],
+                     keywords={"TSTART": 100.0, "TSTOP": 150.0, "TELESCOP": "NICER"})
+    assert ogip_pha.observation_time(f"{both}{{1}}") == 125.0  # row suffix ignored
+    keys = ogip_pha.read_header_keywords(both, ("telescop", "TSTART", "OBJECT"))
+    assert keys == {"TELESCOP": "NICER", "TSTART": 100.0}
+    start_only = write_pha(tmp_path / "start.pha", [1, 2], keywords={"TSTART": 7.5})
+    assert ogip_pha.observation_time(start_only) == 7.5
+    none = write_pha(tmp_path / "none.pha", [1, 2])
+    assert ogip_pha.observation_time(none) is None
+    # Keywords only in the primary header are found there, SPECTRUM's winning when both have one.
+    with fits.open(none) as hdul:
+        hdul[0].header["TSTART"] = 10.0
+        hdul[0].header["TSTOP"] = 20.0
+        hdul[0].header["TELESCOP"] = "PRIMARY"
+        hdul["SPECTRUM"].header["TELESCOP"] = "SWIFT"
+        hdul.writeto(tmp_path / "primary.pha")
+    assert ogip_pha.observation_time(tmp_path / "primary.pha") == 15.0
+    assert ogip_pha.read_header_keywords(tmp_path / "primary.pha", ["TELESCOP"]) == {"TELESCOP": "SWIFT"}
+    with pytest.raises(ogip.OGIPFileNotFoundError, match="absent.pha"):
+        ogip_pha.observation_time(tmp_path / "absent.pha")

@@ -7,7 +7,7 @@ import scipy.sparse
 from scipy.stats import norm
 
 from ogip_testfiles import toy_grid, write_arf, write_rmf
-from xspec_sbi.data import ogip
+from xspec_sbi.data import ogip_response
 from xspec_sbi.data.response import (
     NICER_FWHM_A_KEV,
     NICER_FWHM_B_KEV,
@@ -26,7 +26,7 @@ NICER_ARF = "nicer_4u1820/pre_burst_Tint200_raw.arf"
 
 def test_xmm_response_with_arf(shared_data):
     resp = load_response(shared_data / XMM / "PN.rmf", shared_data / XMM / "PN.arf")
-    arf = ogip.read_arf(shared_data / XMM / "PN.arf")
+    arf = ogip_response.read_arf(shared_data / XMM / "PN.arf")
     assert resp.matrix.shape == (2067, 4096) and resp.first_channel == 0
     np.testing.assert_array_equal(resp.arf, arf.specresp)
     assert resp.arf_path.endswith("PN.arf") and resp.rmf_path.endswith("PN.rmf")
@@ -42,7 +42,7 @@ def test_xmm_response_with_arf(shared_data):
 def test_swift_zero_energy_edge_follows_xspec(shared_data):
     resp = load_response(shared_data / SWIFT / "swxwt0to2s6_20110101v015.rmf",
                          shared_data / SWIFT / "test_grb110731.arf")
-    raw = ogip.read_rmf(shared_data / SWIFT / "swxwt0to2s6_20110101v015.rmf")
+    raw = ogip_response.read_rmf(shared_data / SWIFT / "swxwt0to2s6_20110101v015.rmf")
     assert raw.energ_lo[0] == 0.0
     assert resp.energ_lo[0] == pytest.approx(raw.energ_hi[0] / 1000.0)
     np.testing.assert_array_equal(resp.energ_lo[1:], raw.energ_lo[1:])
@@ -152,7 +152,7 @@ def test_nicer_fwhm_law():
 
 def test_nicer_like_response(shared_data):
     resp = nicer_like_response(shared_data / NICER_ARF)
-    arf = ogip.read_arf(shared_data / NICER_ARF)
+    arf = ogip_response.read_arf(shared_data / NICER_ARF)
     assert resp.matrix.shape == (3451, 1501)
     assert resp.first_channel == 0 and resp.rmf_path is None
     assert resp.arf_path == str(shared_data / NICER_ARF)

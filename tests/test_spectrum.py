@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 
 from ogip_testfiles import toy_grid, write_pha, write_pha_type2, write_rmf
-from xspec_sbi.data import ogip
+from xspec_sbi.data import ogip_pha, ogip_response
+from xspec_sbi.data.grouping import xspec_bin_index
 from xspec_sbi.data.response import Response, nicer_like_response
-from xspec_sbi.data.spectrum import Spectrum, SpectrumError, load_spectrum, xspec_bin_index
+from xspec_sbi.data.spectrum import Spectrum, SpectrumError, load_spectrum
 
 XMM = "xmm_pn_ngc7793_ulx4"
 SWIFT = "swift_xrt_grb110731a"
@@ -183,7 +184,7 @@ def test_swift_grouping_quality_and_selection(swift):
     good = swift.ignore("bad")
     assert good.n_bins == int(np.sum(run_quality == 0)) == 44
 
-    rmf = ogip.read_rmf(swift.response.rmf_path)
+    rmf = ogip_response.read_rmf(swift.response.rmf_path)
     lo = np.array([rmf.e_min[a] for a, _ in bins])
     hi = np.array([rmf.e_max[b] for _, b in bins])
     both = good.ignore("**-0.3 10.-**")
@@ -196,7 +197,7 @@ def test_swift_grouping_quality_and_selection(swift):
 
 
 def test_swift_background(swift, shared_data):
-    bkg_rec = ogip.read_pha(shared_data / SWIFT / "test_grb110731_bkg.pha")
+    bkg_rec = ogip_pha.read_pha(shared_data / SWIFT / "test_grb110731_bkg.pha")
     assert swift.background.counts.sum() == bkg_rec.counts.sum() == 10553
     spec = swift.ignore("bad").ignore("**-0.5 8.0-**")
     # independent: sum background channels over the source's noticed bins

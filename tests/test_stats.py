@@ -1,11 +1,11 @@
-"""Tests of xspec_sbi.forward.stats against formulas written independently here."""
+"""Tests of xspec_sbi.forward.stats and .expectation against formulas written independently here."""
 import math
 
 import numpy as np
 import pytest
 from scipy.optimize import minimize_scalar
 
-from xspec_sbi.forward import stats
+from xspec_sbi.forward import expectation, stats
 from xspec_sbi.forward.stats import StatisticInputError
 
 
@@ -162,11 +162,11 @@ def test_wstat_rejects_bad_scales():
 
 def test_expectation_limits():
     # Large counts: mean -> 1 + 1/(6 mu), variance -> 2 per bin (chi-square limit).
-    mean, var = stats.cstat_expectation(np.array([1e4, 1e4]))
+    mean, var = expectation.cstat_expectation(np.array([1e4, 1e4]))
     assert mean == pytest.approx(2 * (1 + 1 / 6e4), rel=1e-6)
     assert var == pytest.approx(4.0, rel=1e-3)
     # Empty model: C is always 0.
-    mean0, var0 = stats.cstat_expectation(np.zeros(3))
+    mean0, var0 = expectation.cstat_expectation(np.zeros(3))
     assert mean0 == 0.0 and var0 == 0.0
 
 
@@ -175,7 +175,7 @@ def test_expectation_exact_vs_brute_force_single_bin():
     k = np.arange(0, 80)
     p = np.array([math.exp(-mu + kk * math.log(mu) - math.lgamma(kk + 1)) for kk in k])
     c = np.array([ref_cstat_bin(kk, mu) for kk in k])
-    mean, var = stats.cstat_expectation(np.array([mu]))
+    mean, var = expectation.cstat_expectation(np.array([mu]))
     assert mean == pytest.approx(np.sum(p * c), rel=1e-12)
     assert var == pytest.approx(np.sum(p * c * c) - np.sum(p * c) ** 2, rel=1e-10)
 
@@ -183,8 +183,8 @@ def test_expectation_exact_vs_brute_force_single_bin():
 def test_kaastra_approximation_vs_exact():
     mu = np.concatenate([np.geomspace(1e-3, 0.1, 30), np.linspace(0.1, 20, 400),
                          np.geomspace(20, 1e4, 50)])
-    exact = np.array(stats.cstat_expectation(mu[:, None]))
-    approx = np.array(stats.kaastra_expectation(mu[:, None]))
+    exact = np.array(expectation.cstat_expectation(mu[:, None]))
+    approx = np.array(expectation.kaastra_expectation(mu[:, None]))
     # Kaastra's fits hold to ~5e-4 per bin in mean and variance.
     np.testing.assert_allclose(approx, exact, atol=1e-3)
 
@@ -194,7 +194,7 @@ def test_expectation_vs_monte_carlo():
     model = np.concatenate([[0.0], np.geomspace(0.05, 30.0, 49)])
     draws = rng.poisson(model, size=(20000, model.size)).astype(float)
     c = stats.cstat(draws, model)
-    mean, var = stats.cstat_expectation(model)
+    mean, var = expectation.cstat_expectation(model)
     assert abs(c.mean() - mean) < 3 * math.sqrt(var / c.size)
     assert c.var() == pytest.approx(var, rel=0.05)
 
@@ -202,12 +202,12 @@ def test_expectation_vs_monte_carlo():
 def test_goodness_string_and_deviation():
     model = np.full(100, 5.0)
     counts = np.random.default_rng(0).poisson(model).astype(float)
-    g = stats.cstat_goodness(counts, model)
-    mean, var = stats.cstat_expectation(model)
+    g = expectation.cstat_goodness(counts, model)
+    mean, var = expectation.cstat_expectation(model)
     assert g.expected == pytest.approx(mean)
     assert g.deviation == pytest.approx((g.cstat - mean) / math.sqrt(var))
     text = str(g)
     assert text.startswith(f"C-stat = {g.cstat:.2f}, expected {mean:.2f} +/- {math.sqrt(var):.2f}")
     assert "sigma" in text
     with pytest.raises(StatisticInputError, match="one spectrum"):
-        stats.cstat_goodness(counts, np.stack([model, model]))
+        expectation.cstat_goodness(counts, np.stack([model, model]))

@@ -1,9 +1,11 @@
-"""Tests of xspec_sbi.checks.trust on a toy power-law spectrum with an exact grid posterior."""
+"""Tests of xspec_sbi.checks.ood and .ppc on a toy power-law spectrum with an exact grid posterior."""
 import numpy as np
 import pytest
 
 from xspec_sbi.forward import stats
-from xspec_sbi.checks.trust import OODReference, TrustError, ood_check, ppc_pvalue
+from xspec_sbi.checks.inputs import TrustError
+from xspec_sbi.checks.ood import OODReference, ood_check
+from xspec_sbi.checks.ppc import ppc_pvalue
 
 E_EDGES = np.geomspace(0.5, 8.0, 41)  # keV
 E_MID = np.sqrt(E_EDGES[:-1] * E_EDGES[1:])
@@ -176,3 +178,27 @@ def test_ppc_is_reproducible_and_checks_callables():
         ppc_pvalue(cstat_fn, simulate, post[:, 0], x, rng=5)
     with pytest.raises(TrustError, match="model_counts"):
         ppc_pvalue(cstat_fn, simulate, post, x, rng=5, n=10, model_counts=np.ones(3))
+
+
+# --- the results render the result table's text -------------------------------------------
+
+def test_check_results_render_the_table_text(reference):
+    ref, _ = reference
+    rng = np.random.default_rng(140)
+    clean = ref.check(simulate(np.array([[1.1, 1.8]]), rng)[0])
+    assert clean.summary() == "" and str(clean).startswith("inside the training distribution")
+    lined = ref.check(with_line(simulate(np.array([[1.1, 1.8]]), rng)[0]))
+    assert lined.summary() == str(lined) == lined.warning
+    assert lined.summary().startswith("observation outside the training distribution")
+
+    x = with_line(simulate(np.array([[1.0, 1.7]]), rng)[0], counts=150.0)
+    post = grid_posterior(x, 2000, rng)
+    bad = ppc_pvalue(cstat_fn, simulate, post, x, rng=141, n=100,
+                     model_counts=expected(np.median(post, axis=0))[0])
+    assert bad.warning and str(bad) == bad.summary() == f"{bad.p_value:.3f} ({bad.warning})"
+    rng = np.random.default_rng(110)
+    x = simulate(np.array([[1.0, 1.7]]), rng)[0]
+    good = ppc_pvalue(cstat_fn, simulate, grid_posterior(x, 2000, rng), x, rng=111)
+    assert good.warning is None and good.summary() == f"{good.p_value:.3f}"
+    with pytest.raises(AttributeError):
+        good.p_value = 0.5  # frozen: the result can keep it as is

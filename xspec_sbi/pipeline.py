@@ -195,7 +195,8 @@ def run(session: Session, prior=None, restrict="cstat", *, seed: int = 0, correc
         if run_chain:
             t0 = time.perf_counter()
             chain_fit, mcmc_chain = fit_and_chain(st.stat_fn, best, box, free, length, burn, walkers,
-                                                  st.rng, o.compute.progress)
+                                                  st.rng, o.compute.progress,
+                                                  covariance=np.atleast_2d(np.cov(samples.T)))
             chain_good = st.stat_fn.goodness(chain_fit.theta)
             st.timed("chain", t0)
 
@@ -302,7 +303,8 @@ def likelihood_check(raw, posterior, st: _Stage):
 
 def trust_checks(x_train, samples, st: _Stage) -> TrustChecks:
     """Out-of-distribution check against the training spectra, and the posterior predictive p-value."""
-    from xspec_sbi.checks.trust import ood_check, ppc_pvalue
+    from xspec_sbi.checks.ood import ood_check
+    from xspec_sbi.checks.ppc import ppc_pvalue
     from xspec_sbi.forward.objective import PoissonStatistic
     ood = ood_check(st.x_obs, x_train) if x_train is not None else None   # trained in this call
     median = np.median(samples, axis=0)
@@ -319,7 +321,8 @@ def trust_checks(x_train, samples, st: _Stage) -> TrustChecks:
     return TrustChecks(ood=ood, ppc=ppc)
 
 
-def fit_and_chain(stat_fn, start, box, free, length, burn, walkers, rng, progress=False):
+def fit_and_chain(stat_fn, start, box, free, length, burn, walkers, rng, progress=False, *,
+                  covariance=None):
     """The XSPEC-style comparison of ``sbi_fit``: C-stat fit from ``start``, then the chain.
 
     Parameters
@@ -331,11 +334,16 @@ def fit_and_chain(stat_fn, start, box, free, length, burn, walkers, rng, progres
     box : BoxPrior
         Fit bounds and the chain's prior (log-uniform where the prior is).
     free : sequence of ParameterSpec
-        The free parameters; their deltas start the walkers.
+        The free parameters; without ``covariance`` their deltas start the walkers.
     length, burn, walkers :
         XSPEC's chain settings (samples over all walkers; walkers None: XSPEC's rule).
     rng : numpy.random.Generator
         Seeds the fit's extra starts and the chain.
+    covariance : ndarray (n_free, n_free), optional
+        Gaussian spread of the initial walkers around the fit (XSPEC's default
+        proposal, "gaussian fit"); ``sbi_fit`` gives the covariance of the SBI
+        posterior draws. XSPEC's deltas (0.01 for a norm) cannot start a chain
+        on a faint source whose norm is 1e-6: they put most walkers below zero.
 
     Returns
     -------
@@ -347,10 +355,12 @@ def fit_and_chain(stat_fn, start, box, free, length, burn, walkers, rng, progres
     log.info("fitting (C-stat minimisation) from the best SBI sample")
     best = fit(stat_fn, start, lower, upper, seed=int(rng.integers(2**31)))
     log.info("Goodman-Weare chain: %s walkers, burn %d, length %d", walkers, burn, length)
-    deltas = np.array([p.delta if p.delta > 0 else 0.01 * abs(p.value) + 1e-3 for p in free])
+    deltas = None
+    if covariance is None:
+        deltas = np.array([p.delta if p.delta > 0 else 0.01 * abs(p.value) + 1e-3 for p in free])
     chain = run_chain(stat_fn, best.theta, lower, upper, names=list(box.names), walkers=walkers,
-                      burn=burn, length=length, deltas=deltas, log_uniform=box.is_log,
-                      seed=int(rng.integers(2**31)), progress=progress)
+                      burn=burn, length=length, covariance=covariance, deltas=deltas,
+                      log_uniform=box.is_log, seed=int(rng.integers(2**31)), progress=progress)
     return best, chain
 
 

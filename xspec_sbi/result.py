@@ -10,7 +10,8 @@ if TYPE_CHECKING:   # the types of the fields; importing them here would pull in
     from xspec_sbi.baseline.fit import FitResult
     from xspec_sbi.baseline.mcmc import ChainResult
     from xspec_sbi.checks.importance import ImportanceResult
-    from xspec_sbi.checks.trust import OODResult, PPCResult
+    from xspec_sbi.checks.ood import OODResult
+    from xspec_sbi.checks.ppc import PPCResult
     from xspec_sbi.forward.stats import GoodnessOfFit
     from xspec_sbi.inference.npe import NeuralPosterior
     from xspec_sbi.inference.priors import BoxPrior

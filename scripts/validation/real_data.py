@@ -279,9 +279,9 @@ def persistent_session(data: Path) -> Session:
 # -- NICER burst spectra: one amortized network ------------------------------------------------
 def arf_differences(nicer: Path) -> dict:
     """Largest relative differences (0.3-10 keV) between the burst ARFs and the pre-burst ARF."""
-    from xspec_sbi.data import ogip
+    from xspec_sbi.data import ogip_response
     files = {"b_004": "b_004_0.25s.arf", "b_008": "b_008_0.25s.arf", "pre_burst": "pre_burst_Tint200_raw.arf"}
-    arfs = {n: ogip.read_arf(nicer / f) for n, f in files.items()}
+    arfs = {n: ogip_response.read_arf(nicer / f) for n, f in files.items()}
     ref = arfs["b_004"]
     band = (ref.energ_lo >= 0.3) & (ref.energ_hi <= 10.0)
 

@@ -163,7 +163,7 @@ def _ood(reference, x, labels, strict: bool) -> list[str]:
 
 
 def _times(mode, spectra):
-    from xspec_sbi.data.ogip import OGIPError, observation_time
+    from xspec_sbi.data.ogip_pha import observation_time
     index = np.arange(len(spectra), dtype=float)
     if mode == "index":
         return index, "spectrum index (file order)"
@@ -171,8 +171,9 @@ def _times(mode, spectra):
     for s in spectra:
         try:
             found.append(observation_time(s))
-        except OGIPError as exc:
-            raise CommandError(f"{exc}; use --times index") from None
+        except ValueError as exc:      # OGIPError, or a TSTART that is not a number
+            raise CommandError(f"{s}: {exc}; use --times index" if str(s) not in str(exc)
+                               else f"{exc}; use --times index") from None
     missing = [s for s, t in zip(spectra, found) if t is None]
     if missing:
         if mode == "header":

@@ -80,11 +80,11 @@ def _check_spectrum_path(text: str) -> None:
 
 
 def _check_nicer_arf(path: str) -> None:
-    from xspec_sbi.data.ogip import OGIPError, read_header_keywords
+    from xspec_sbi.data.ogip import OGIPError, header_keywords
     if not Path(path).is_file():
         raise CommandError(f"--nicer-like-arf {path}: file not found")
     try:
-        header = read_header_keywords(path, ("TELESCOP", "INSTRUME"), extname="SPECRESP")
+        header = header_keywords(path, ("TELESCOP", "INSTRUME"), "SPECRESP")
     except OGIPError as exc:
         raise CommandError(f"--nicer-like-arf {exc}") from None
     telescope = str(header.get("TELESCOP", "")).strip()

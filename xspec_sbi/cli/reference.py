@@ -4,7 +4,7 @@
 --save-network`` simulate a reference set of the same kind after training
 (from the prior, kept to the ``counts:LO-HI`` window when the training was
 restricted to one; from its own seed stream, so the run's numbers do not
-change) and store its summary (:class:`~xspec_sbi.checks.trust.OODReference`)
+change) and store its summary (:class:`~xspec_sbi.checks.ood.OODReference`)
 as ``ood_reference.npz``. ``apply`` checks each spectrum against it: total
 counts outside the reference's range, or a shape unlike it, is an
 extrapolation of the network.
@@ -48,7 +48,7 @@ def simulate_reference(result, seed: int, restrict: str, n_train: int):
     -------
     OODReference
     """
-    from xspec_sbi.checks.trust import OODReference
+    from xspec_sbi.checks.ood import OODReference
     from xspec_sbi.forward.simulate import simulate
     from xspec_sbi.pipeline import parse_restriction
     n = int(min(N_REFERENCE, max(n_train, 20)))
@@ -83,7 +83,7 @@ def load_reference(folder):
     CommandError
         The file exists but cannot be read (named).
     """
-    from xspec_sbi.checks.trust import OODReference
+    from xspec_sbi.checks.ood import OODReference
     path = Path(folder) / REFERENCE_NAME
     if not path.is_file():
         return None

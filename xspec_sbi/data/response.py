@@ -16,7 +16,7 @@ import numpy as np
 import scipy.sparse
 from scipy.special import ndtr
 
-from xspec_sbi.data import ogip
+from xspec_sbi.data import ogip_response
 
 __all__ = [
     "ResponseError",
@@ -187,11 +187,11 @@ def load_response(rmf_path: str | os.PathLike, arf_path: str | os.PathLike | Non
     ResponseError
         ARF and RMF energy grids differ (the message names both files).
     """
-    rmf = ogip.read_rmf(rmf_path)
+    rmf = ogip_response.read_rmf(rmf_path)
     arf_values = None
     arf_name = None
     if arf_path is not None:
-        arf = ogip.read_arf(arf_path)
+        arf = ogip_response.read_arf(arf_path)
         same = (arf.energ_lo.shape == rmf.energ_lo.shape
                 and np.allclose(arf.energ_lo, rmf.energ_lo, rtol=_GRID_RTOL, atol=_GRID_ATOL)
                 and np.allclose(arf.energ_hi, rmf.energ_hi, rtol=_GRID_RTOL, atol=_GRID_ATOL))
@@ -351,7 +351,7 @@ def nicer_like_response(arf_path: str | os.PathLike, n_channels: int = 1501,
     if n_channels < 1 or not channel_width_kev > 0:
         raise ResponseError(f"nicer_like_response: need n_channels >= 1 and channel_width_kev > 0 "
                             f"(got {n_channels}, {channel_width_kev})")
-    arf = ogip.read_arf(arf_path)
+    arf = ogip_response.read_arf(arf_path)
     edges = channel_width_kev * np.arange(n_channels + 1, dtype=np.float64)
     description = (f"NICER-like: ARF {arf.path} with Gaussian redistribution "
                    f"FWHM = sqrt({NICER_FWHM_A_KEV:.4f}^2 + {NICER_FWHM_B_KEV:.4f}^2 E) keV "

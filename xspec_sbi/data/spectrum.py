@@ -1,148 +1,43 @@
-"""Spectra: counts, exposure, scales, grouping, quality, background, and
-XSPEC's channel selection (``ignore``/``notice``).
+"""A spectrum: counts, exposure, scales, grouping, quality, background, notice state.
 
-The rules follow XSPEC 12's source (HEASoft ``DataUtility::patchGrouping``,
-``OGIP_92aData::groupArrays``, ``OGIP_92aResponse::groupEbounds``,
-``SpectralData::setChannels``/``setBadChannels``):
-
-Quality and grouping at load time
-    * QUALITY = 1 ("bad by software") channels are dropped: they belong to no
-      bin, cannot be noticed, and their counts are never used.
-    * QUALITY = 2 ("dubious") and 5 ("bad by user") channels stay, in bins that
-      are noticed at load time; ``ignore("bad")`` ignores every bin whose
-      quality (the largest quality of its channels) is not 0.
-    * Grouping is first patched as XSPEC does: the first good channel always
-      starts a bin; a run of consecutive channels with the same quality 2 or 5
-      (quality-1 channels inside it skipped) starts a new bin at its first
-      channel and the channel after it starts a new bin too, so good and
-      dubious/bad channels never share a bin (grouping flags inside the run are
-      kept). A quality-1 channel never starts a bin: good channels flagged -1
-      after it continue the bin before it.
-
-Channel numbers in ``ignore``/``notice``
-    Integers are XSPEC's channel numbers: 1-based indices of the grouped bins
-    (after quality-1 channels are dropped), whatever the file's first channel
-    (TLMIN 0 or 1) is. For ungrouped data without quality-1 channels, channel
-    ``k`` is the ``k``-th row of the file.
-
-Energies in ``ignore``/``notice``
-    Reals are keV. A grouped bin spans E_MIN of its first channel to E_MAX of
-    its last (quality-1 channels excluded). For a range ``[a, b]`` the bins
-    affected run from the first bin with upper edge >= a to the first bin with
-    upper edge >= b, inclusive, over all grouped bins (noticed or not); nothing
-    happens if the range lies entirely outside ``(lo_0, hi_last]``. So
-    ``ignore("**-0.3")`` also ignores the bin that contains 0.3 keV, and a bin
-    whose upper edge equals ``a`` in ``ignore("a-**")`` is ignored as well.
-    ``**`` is the edge of the spectrum (``-b`` means ``**-b``); a single value
-    selects one bin; ranges given backwards are swapped; a range is in keV when
-    either end contains a ``.`` or an exponent. Channel ranges beyond the last
-    bin are clipped; channel 0 or below is refused.
-
-Per-channel BACKSCAL/AREASCAL in bins
-    As XSPEC, for TOTAL/BKG spectra a bin's scale is the counts-weighted
-    harmonic mean ``sum(C_k) / sum(C_k / s_k)`` over its channels (the plain
-    harmonic mean ``n / sum(1 / s_k)`` when the bin has no counts); for NET
-    spectra (HDUCLAS2 = NET) it is the arithmetic mean.
+:class:`Spectrum` is a frozen record built from arrays or, with
+:func:`load_spectrum`, from a PHA file and the response and background files
+it names (as XSPEC's ``data`` command). The grouping and quality rules are in
+:mod:`xspec_sbi.data.grouping`, the ``ignore``/``notice`` grammar in
+:mod:`xspec_sbi.data.selection`, the file readers in
+:mod:`xspec_sbi.data.ogip_pha`.
 
 Background
     The background is binned with the source's grouping, quality and notice
-    state (as XSPEC does); its scales are averaged with its own counts.
+    state (as XSPEC does); its scales are averaged with its own counts
+    (:func:`~xspec_sbi.data.grouping.grouped_scale`).
+
+Why this module is over 400 lines: it is one record and its loader. The
+record's methods (binning, selection, scales) are each a few lines calling
+:mod:`~xspec_sbi.data.grouping` and :mod:`~xspec_sbi.data.selection`; most of
+the length is their numpydoc. The loader stays beside the record because
+every caller that reads a file imports both from here.
 """
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, replace
 from functools import cached_property
 
 import numpy as np
 import scipy.sparse
 
-from xspec_sbi.data import ogip
+from xspec_sbi.data import ogip, ogip_pha
+from xspec_sbi.data import grouping as rules
+from xspec_sbi.data.grouping import SpectrumError
 from xspec_sbi.data.response import Response, load_response
+from xspec_sbi.data.selection import apply_selection
 
-__all__ = ["SpectrumError", "Spectrum", "load_spectrum", "xspec_bin_index"]
-
-_NUMBER = r"(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
-_RANGE = re.compile(rf"^(?P<a>\*\*|{_NUMBER})?(?:(?P<dash>-)(?P<b>\*\*|{_NUMBER}))?$")
-_FUZZ_KEV = 1e-12  # XSPEC's margin for "**" in energy ranges
-
-
-class SpectrumError(ValueError):
-    """Inconsistent spectrum arrays, files or channel selections."""
-
-
-def xspec_bin_index(grouping: np.ndarray, quality: np.ndarray) -> np.ndarray:
-    """Grouped-bin index of each channel, following XSPEC's rules.
-
-    Parameters
-    ----------
-    grouping : numpy.ndarray, shape (n_chan,), int
-        1 starts a bin, -1 continues it.
-    quality : numpy.ndarray, shape (n_chan,), int
-        OGIP quality flags (0, 1, 2, 5).
-
-    Returns
-    -------
-    numpy.ndarray, shape (n_chan,), int
-        0-based index of the grouped bin holding each channel; -1 for quality-1
-        channels, which XSPEC drops. See the module docstring for the rules.
-    """
-    group = np.array(grouping, dtype=np.int64).reshape(-1)
-    qual = np.asarray(quality, dtype=np.int64).reshape(-1)
-    n = group.size
-    if qual.size != n:
-        raise SpectrumError(f"grouping ({n}) and quality ({qual.size}) lengths differ")
-    if n and group[0] == -1:
-        group[0] = 1
-    i = 0
-    first_good = True
-    # A plain loop: the rule is sequential and spectra have at most ~10^4 channels.
-    while i < n:
-        if qual[i] == 1:
-            i += 1
-            continue
-        if first_good:
-            group[i] = 1 if group[i] == -1 else group[i]
-            first_good = False
-        if qual[i] == 0 and group[i] == 1:
-            i += 1
-            while i < n and (qual[i] == 1 or (qual[i] == 0 and group[i] == -1)):
-                i += 1
-        elif qual[i] > 1:
-            run_quality = qual[i]
-            group[i] = 1
-            while i < n and (qual[i] == run_quality or qual[i] == 1):
-                i += 1
-            if i < n and group[i] == -1:
-                group[i] = 1
-        else:
-            i += 1
-    good = qual != 1
-    index = np.cumsum((group != -1) & good) - 1
-    index[~good] = -1
-    return index
-
-
-def _grouped_scale(values: float | np.ndarray, counts: np.ndarray, bin_index: np.ndarray,
-                   n_bins: int, net: bool) -> np.ndarray:
-    """XSPEC's per-bin BACKSCAL/AREASCAL, shape (n_bins,)."""
-    if np.ndim(values) == 0:
-        return np.full(n_bins, float(values))
-    good = bin_index >= 0
-    b = bin_index[good]
-    s = np.asarray(values, dtype=np.float64)[good]
-    n = np.bincount(b, minlength=n_bins).astype(np.float64)
-    if net:
-        return np.bincount(b, weights=s, minlength=n_bins) / n
-    c = counts[good]
-    total = np.bincount(b, weights=c, minlength=n_bins)
-    weighted = np.bincount(b, weights=c / s, minlength=n_bins)
-    harmonic = n / np.bincount(b, weights=1.0 / s, minlength=n_bins)
-    return np.where(weighted != 0, total / np.where(weighted != 0, weighted, 1.0), harmonic)
+__all__ = ["SpectrumError", "Spectrum", "load_spectrum"]
 
 
 def _scale_value(value: float | np.ndarray, n_chan: int, name: str, where: str) -> float | np.ndarray:
+    """BACKSCAL/AREASCAL as a float or an (n_chan,) array, checked finite and > 0."""
     if np.ndim(value) == 0:
         out = float(value)
         ok = np.isfinite(out) and out > 0
@@ -242,7 +137,7 @@ class Spectrum:
             raise SpectrumError(f"{where}: grouping values must be 1 or -1")
         if np.any((quality < 0) | (quality > 5)):
             raise SpectrumError(f"{where}: quality values must be in 0..5")
-        bin_index = xspec_bin_index(grouping, quality)
+        bin_index = rules.xspec_bin_index(grouping, quality)
         n_bins_all = int(bin_index.max()) + 1 if np.any(bin_index >= 0) else 0
         if n_bins_all == 0:
             raise SpectrumError(f"{where}: every channel has quality 1 (bad); no bins left")
@@ -313,27 +208,18 @@ class Spectrum:
     @cached_property
     def bin_quality(self) -> np.ndarray:
         """numpy.ndarray, shape (n_bins_all,), int: largest quality of each bin's channels."""
-        good = self._bin_index >= 0
-        out = np.zeros(self.n_bins_all, dtype=np.int64)
-        np.maximum.at(out, self._bin_index[good], self.quality[good])
-        return out
+        return rules.bin_quality(self._bin_index, self.quality, self.n_bins_all)
 
     @cached_property
     def _bin_edges_pos(self) -> tuple[np.ndarray, np.ndarray]:
-        good = np.flatnonzero(self._bin_index >= 0)
-        b = self._bin_index[good]
-        change = b[1:] != b[:-1]
-        return good[np.r_[True, change]], good[np.r_[change, True]]
+        return rules.bin_edge_positions(self._bin_index)
 
     # ----------------------------------------------------------------- binning
 
     @cached_property
     def grouping_matrix(self) -> scipy.sparse.csr_matrix:
         """scipy.sparse.csr_matrix, shape (n_bins_all, n_chan): 0/1, all grouped bins."""
-        good = np.flatnonzero(self._bin_index >= 0)
-        return scipy.sparse.csr_matrix(
-            (np.ones(good.size), (self._bin_index[good], good)),
-            shape=(self.n_bins_all, self.n_channels))
+        return rules.grouping_matrix(self._bin_index, self.n_bins_all)
 
     def binning_matrix(self) -> scipy.sparse.csr_matrix:
         """Sum channels into noticed bins.
@@ -412,62 +298,9 @@ class Spectrum:
         return self._select(selection, value=True)
 
     def _select(self, selection: str, value: bool) -> Spectrum:
-        if not isinstance(selection, str):
-            raise SpectrumError(f"{self.label}: selection must be a string, got {selection!r}")
-        tokens = [t for t in re.split(r"[,\s]+", selection.strip()) if t]
-        if not tokens:
-            raise SpectrumError(f"{self.label}: empty channel selection")
-        noticed = self.noticed.copy()
-        for token in tokens:
-            noticed[self._token_bins(token, value)] = value
+        noticed = apply_selection(self.noticed, selection, value, bin_quality=self.bin_quality,
+                                  bin_energies=self._all_bin_energies, label=self.label)
         return replace(self, noticed=noticed)
-
-    def _token_bins(self, token: str, value: bool) -> np.ndarray:
-        """Indices (into all grouped bins) that one selection token addresses."""
-        word = token.lower()
-        if word == "all":
-            return np.arange(self.n_bins_all)
-        if word == "bad":
-            if value:
-                raise SpectrumError(f"{self.label}: 'notice bad' is not an XSPEC selection")
-            return np.flatnonzero(self.bin_quality != 0)
-        if ":" in token:
-            raise SpectrumError(f"{self.label}: spectrum prefixes ('{token}') are not supported "
-                                "here; a Spectrum is a single spectrum")
-        match = _RANGE.match(token)
-        if match is None or (match.group("a") is None and match.group("dash") is None):
-            raise SpectrumError(f"{self.label}: cannot parse channel/energy range '{token}'")
-        a = match.group("a")
-        b = match.group("b") if match.group("dash") else a
-        ends = [x for x in (a, b) if x not in (None, "**")]
-        if any(("." in x) or ("e" in x.lower()) for x in ends):
-            return self._energy_bins(a, b, token)
-        return self._channel_bins(a, b, token)
-
-    def _channel_bins(self, a: str | None, b: str | None, token: str) -> np.ndarray:
-        start = 1 if a in (None, "**") else int(a)
-        stop = self.n_bins_all if b in (None, "**") else int(b)
-        if start > stop:
-            start, stop = stop, start
-        if start < 1:
-            raise SpectrumError(f"{self.label}: channel {start} in '{token}'; XSPEC channel "
-                                "numbers count grouped bins from 1")
-        stop = min(stop, self.n_bins_all)
-        return np.arange(start - 1, stop)
-
-    def _energy_bins(self, a: str | None, b: str | None, token: str) -> np.ndarray:
-        lo, hi = self._all_bin_energies()
-        if np.any(np.diff(hi) < 0):
-            raise SpectrumError(f"{self.label}: energy selection needs increasing EBOUNDS")
-        begin = lo[0] - _FUZZ_KEV if a in (None, "**") else float(a)
-        end = hi[-1] + _FUZZ_KEV if b in (None, "**") else float(b)
-        if begin > end:
-            begin, end = end, begin
-        if not (end > lo[0] and begin <= hi[-1]):
-            return np.arange(0)
-        first = int(np.searchsorted(hi, begin, side="left"))
-        last = min(int(np.searchsorted(hi, end, side="left")), self.n_bins_all - 1)
-        return np.arange(first, last + 1)
 
     # ------------------------------------------------------------ scales, bkg
 
@@ -480,7 +313,7 @@ class Spectrum:
         return self._own_scale(self.areascal)[self.noticed]
 
     def _own_scale(self, values: float | np.ndarray) -> np.ndarray:
-        return _grouped_scale(values, self.counts, self._bin_index, self.n_bins_all,
+        return rules.grouped_scale(values, self.counts, self._bin_index, self.n_bins_all,
                               self.spectrum_type == "NET")
 
     def _require_background(self) -> Spectrum:
@@ -513,8 +346,8 @@ class Spectrum:
         """
         bkg = self._require_background()
         net = bkg.spectrum_type == "NET"
-        bkg_back = _grouped_scale(bkg.backscal, bkg.counts, self._bin_index, self.n_bins_all, net)
-        bkg_area = _grouped_scale(bkg.areascal, bkg.counts, self._bin_index, self.n_bins_all, net)
+        bkg_back = rules.grouped_scale(bkg.backscal, bkg.counts, self._bin_index, self.n_bins_all, net)
+        bkg_area = rules.grouped_scale(bkg.areascal, bkg.counts, self._bin_index, self.n_bins_all, net)
         src = self.exposure * self._own_scale(self.areascal) * self._own_scale(self.backscal)
         return (src / (bkg.exposure * bkg_area * bkg_back))[self.noticed]
 
@@ -556,7 +389,7 @@ def _require_file(path: str, keyword: str, from_header: bool, spectrum: str) -> 
             f"{keyword.lower()}='none' to load without it, or another path")
 
 
-def _from_record(rec: ogip.PHARecord, response: Response | None,
+def _from_record(rec: ogip_pha.PHARecord, response: Response | None,
                  background: Spectrum | None) -> Spectrum:
     return Spectrum(counts=rec.counts, exposure=rec.exposure, channels=rec.channels,
                     backscal=rec.backscal, areascal=rec.areascal, grouping=rec.grouping,
@@ -607,7 +440,7 @@ def load_spectrum(
     are matched by position (XSPEC checks only their number), so a spectrum
     numbered from 0 works with a response whose TLMIN is 1.
     """
-    rec = ogip.read_pha(path, row=row)
+    rec = ogip_pha.read_pha(path, row=row)
     label = rec.path if rec.row is None else f"{rec.path}{{{rec.row}}}"
     rmf, rmf_from_header = _explicit_file(respfile, rec.respfile)
     arf, arf_from_header = _explicit_file(ancrfile, rec.ancrfile)
@@ -626,9 +459,9 @@ def load_spectrum(
     if bkg is not None:
         _require_file(bkg, "BACKFILE", bkg_from_header, label)
         bare, bkg_row = ogip.split_row_suffix(bkg)
-        if bkg_row is None and rec.row is not None and ogip.is_type2(bare):
+        if bkg_row is None and rec.row is not None and ogip_pha.is_type2(bare):
             bkg_row = rec.row
-        bkg_rec = ogip.read_pha(bare, row=bkg_row)
+        bkg_rec = ogip_pha.read_pha(bare, row=bkg_row)
         background = _from_record(bkg_rec, None, None)
     spectrum = _from_record(rec, response, background)
     return spectrum

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["Transfer", "build_transfer", "Folder"]
+__all__ = ["Transfer", "build_transfer", "fold_model", "Folder"]
 
 
 @dataclass(frozen=True)
@@ -102,6 +102,15 @@ def build_transfer(spectrum, trim: bool = True, dense_above: float = 0.25) -> Tr
     return Transfer(energy_edges=np.ascontiguousarray(edges), matrix=stored)
 
 
+def fold_model(model, transfer: Transfer, theta) -> np.ndarray:
+    """Expected source counts of ``model`` through ``transfer``, (n_batch, n_bins) counts.
+
+    The one place a model meets a transfer matrix: :class:`Folder` and every
+    simulator fold through it.
+    """
+    return transfer.fold(model.evaluate(transfer.energy_edges, theta))
+
+
 class Folder:
     """Expected counts of a model for one spectrum set-up.
 
@@ -133,4 +142,4 @@ class Folder:
 
     def expected_counts(self, theta) -> np.ndarray:
         """Expected source counts in the noticed bins, shape (n_batch, n_bins)."""
-        return self.transfer.fold(self.flux(theta))
+        return fold_model(self.model, self.transfer, theta)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from xspec_sbi.forward import stats
+from xspec_sbi.forward import expectation, stats
 from xspec_sbi.forward.simulate import FakeitDraws, SpectralSimulator
 
 __all__ = ["PoissonStatistic"]
@@ -84,7 +84,7 @@ class PoissonStatistic:
         # Only t_s / t_b matters to wstat; the simulator keeps that ratio.
         return stats.wstat(src, bkg, mu, 1.0, 1.0 / sim.background_scale)
 
-    def goodness(self, theta) -> stats.GoodnessOfFit:
+    def goodness(self, theta) -> expectation.GoodnessOfFit:
         """Statistic at one parameter vector against its Kaastra (2017) expectation.
 
         For wstat the expectation treats the profiled background as known
@@ -100,7 +100,7 @@ class PoissonStatistic:
                 mu = mu + stats.wstat_background(src, bkg, mu, 1.0, ratio)
             means.append(mu)
         value = float(self(theta)[0])
-        mean, var = stats.cstat_expectation(np.concatenate(means))
+        mean, var = expectation.cstat_expectation(np.concatenate(means))
         n = sum(m.size for m in means)
-        return stats.GoodnessOfFit(cstat=value, expected=float(mean), sigma=float(np.sqrt(var)),
-                                   n_bins=n)
+        return expectation.GoodnessOfFit(cstat=value, expected=float(mean),
+                                         sigma=float(np.sqrt(var)), n_bins=n)

@@ -27,7 +27,7 @@ from typing import Protocol, Sequence, runtime_checkable
 import numpy as np
 
 from xspec_sbi.model import library as xslibrary
-from xspec_sbi.forward.folding import Transfer, build_transfer
+from xspec_sbi.forward.folding import Transfer, build_transfer, fold_model
 
 __all__ = ["SpectralSimulator", "FakeitDraws", "Simulator", "JointSimulator", "SimulatorPool", "simulate", "make_pool", "fakeit_spectrum"]
 
@@ -148,8 +148,7 @@ class Simulator(FakeitDraws):
     def expected_source(self, theta) -> np.ndarray:
         """Folded model counts (n_batch, n_bins), without background."""
         xslibrary.configure(self.settings)
-        flux = self.model.evaluate(self.transfer.energy_edges, theta)
-        return self.transfer.fold(flux)
+        return fold_model(self.model, self.transfer, theta)
 
 
 @dataclass(frozen=True)
