@@ -133,8 +133,9 @@ def test_signal_stops_the_pool_and_leaves_nothing(spectrum, tmp_path, signum, gr
         os.killpg(run.proc.pid, signum)
     else:
         os.kill(run.proc.pid, signum)
-    assert run.finish() == status
+    code = run.finish()
     err = "".join(run.err)
+    assert code == status, err
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
     lines = [ln.strip() for ln in err.replace("\r", "\n").splitlines()
              if ln.strip() and not ln.startswith("[xspec_sbi]") and "%|" not in ln]
@@ -160,3 +161,18 @@ def test_workers_exit_when_the_main_process_is_killed(spectrum, tmp_path):
     with atomic_folder(out) as tmp:
         (tmp / "summary.json").write_text("{}")
     assert sorted(os.listdir(tmp_path)) == ["rep"]
+
+
+def test_a_second_run_into_the_same_out_is_refused_while_the_first_runs(spectrum, tmp_path):
+    # two real processes: the second is refused at once, the first is then stopped cleanly
+    out = tmp_path / "rep"
+    first = Run(spectrum, out)
+    first.wait_for("[xspec_sbi] training")
+    second = Run(spectrum, out)
+    assert second.finish(timeout=120) == 1
+    err = "".join(second.err)
+    assert "--out" in err and "another run is writing it now" in err and "training" not in err
+    os.kill(first.proc.pid, signal.SIGTERM)
+    assert first.finish() == 143
+    assert first.survivors() == set() and second.survivors() == set()
+    assert os.listdir(tmp_path) == []
