@@ -1,6 +1,9 @@
 # Two entry points, both self-contained on a fresh clone:
 #   make demo   -> creates .venv, installs the package, runs the demo
-#   make test   -> creates .venv, installs the package with test extras, runs the suite
+#   make test   -> creates .venv, installs the package with test extras, runs the suite:
+#                  the engine tests (HEADAS unset: the xspectrampoline wheel's library), then
+#                  the live PyXspec tests in their own process against ../shared/pyxspec's
+#                  XSPEC 12.9.1, unpacked into .pyxspec/ (tests/run_pyxspec_live.sh)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
@@ -11,17 +14,21 @@ $(BIN)/.installed: setup.cfg pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	touch $@
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test test-live bench clean
 install: $(BIN)/.installed
 
 demo: $(BIN)/.installed
 	$(BIN)/python -m xspec_sbi.demo
 
 test: $(BIN)/.installed
-	$(BIN)/python -m pytest -ra -q
+	env -u HEADAS $(BIN)/python -m pytest -ra -q --ignore-glob='tests/test_pyxspec_live*'
+	tests/run_pyxspec_live.sh $(BIN)/python
+
+test-live: $(BIN)/.installed
+	tests/run_pyxspec_live.sh $(BIN)/python
 
 bench: $(BIN)/.installed
 	$(BIN)/python scripts/bench_simulator.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info .pyxspec .pyxspec.partial

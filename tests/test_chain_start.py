@@ -11,9 +11,9 @@ import pytest
 
 from xspec_sbi.baseline.mcmc import ChainConfigError
 from xspec_sbi.forward.simulate import fakeit_spectrum
-from xspec_sbi.inference.npe import NPEConfig
+from xspec_sbi.inference.config import NPEConfig
 from xspec_sbi.inference.priors import build_prior
-from xspec_sbi.pipeline import fit_and_chain
+from xspec_sbi.baseline.comparison import fit_and_chain
 from xspec_sbi.session import Session
 
 PRIOR = {"TBabs.nH": ("log", 0.01, 1.0), "powerlaw.PhoIndex": ("uniform", 1.0, 3.0),

@@ -9,8 +9,8 @@ import pytest
 from xspec_sbi.api import sbi_fit
 from xspec_sbi.demo import reference_session
 from xspec_sbi.checks.importance import LOW_ESS_FRACTION
-from xspec_sbi.inference.npe import NPEConfig
-from xspec_sbi.inference.priors import table1_prior
+from xspec_sbi.inference.config import NPEConfig
+from xspec_sbi.presets.table1 import table1_prior
 
 
 def _fit(session, n_sims, config, seed):

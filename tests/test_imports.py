@@ -9,7 +9,9 @@ import xspec_sbi
 ENGINE = ["data.ogip", "data.ogip_pha", "data.ogip_response", "data.grouping", "data.selection",
           "data.response", "data.spectrum", "model.library", "model.expression", "forward.folding",
           "forward.simulate", "forward.objective", "forward.stats", "forward.expectation", "baseline.fit",
-          "baseline.mcmc", "baseline.chainfile", "session", "result", "presets.nicer"]
+          "baseline.mcmc", "baseline.chainfile", "session", "result", "presets.nicer",
+          "inference.priors", "inference.truncation", "inference.config", "inference.latent",
+          "inference.features", "inference.region", "presets.table1", "options"]
 
 
 def test_every_module_imports():

@@ -1,5 +1,6 @@
 """NPE: posteriors against the analytic truncated-Gaussian posterior, Poisson coverage,
 multi-round, PCA, density normalisation, persistence, input checks."""
+import dataclasses
 import json
 
 import numpy as np
@@ -7,17 +8,12 @@ import pytest
 import torch
 from scipy import stats
 
-from xspec_sbi.inference.npe import (
-    FeatureTransform,
-    FingerprintMismatch,
-    NeuralPosterior,
-    NPEConfig,
-    NPEError,
-    fit_multi_round,
-    fit_single_round,
-    resolve_device,
-    train_npe,
-)
+from xspec_sbi.inference.config import FINGERPRINT_SCHEMA, FingerprintMismatch, NPEConfig, NPEError
+from xspec_sbi.inference.features import FeatureTransform
+from xspec_sbi.inference.posterior import NeuralPosterior
+from xspec_sbi.inference.rounds import fit_multi_round
+from xspec_sbi.inference.torch_state import resolve_device
+from xspec_sbi.inference.training import fit_single_round, train_npe
 from xspec_sbi.inference.priors import BoxPrior, ParameterPrior
 
 # Gaussian toy: theta ~ U[0, 1]^2, x ~ N(theta, SIGMA^2); the posterior is a
@@ -148,12 +144,12 @@ def test_feature_transforms_and_pca_against_dense_computation():
 
 @pytest.mark.parametrize("kind", ["probit", "logit"])
 def test_parameter_maps_invert_and_log_det_matches_finite_differences(kind):
-    from xspec_sbi.inference.npe import _from_latent, _latent_log_det, _to_latent
+    from xspec_sbi.inference.latent import from_latent, latent_log_det, to_latent
 
     prior = BoxPrior((ParameterPrior("nH", "uniform", 0.1, 0.3), ParameterPrior("norm", "log", 0.01, 100.0)))
     theta = prior.sample(50, rng=0)
-    z = _to_latent(prior, theta, kind)
-    np.testing.assert_allclose(_from_latent(prior, z, kind), theta, rtol=1e-10)
+    z = to_latent(prior, theta, kind)
+    np.testing.assert_allclose(from_latent(prior, z, kind), theta, rtol=1e-10)
     # The maps act per parameter: log|det| is the sum of log|dz_j/dtheta_j|.
     # Central differences with steps small against the distance to either bound.
     h = 1e-5 * np.minimum(theta - prior.lower, prior.upper - theta)
@@ -161,11 +157,11 @@ def test_parameter_maps_invert_and_log_det_matches_finite_differences(kind):
     for j in range(2):
         step = np.zeros_like(theta)
         step[:, j] = h[:, j]
-        dz = (_to_latent(prior, theta + step, kind) - _to_latent(prior, theta - step, kind))[:, j] / (2 * h[:, j])
+        dz = (to_latent(prior, theta + step, kind) - to_latent(prior, theta - step, kind))[:, j] / (2 * h[:, j])
         num += np.log(np.abs(dz))
-    np.testing.assert_allclose(_latent_log_det(prior, theta, kind), num, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(latent_log_det(prior, theta, kind), num, rtol=1e-4, atol=1e-5)
     if kind == "probit":      # the prior itself becomes a standard normal
-        np.testing.assert_allclose(prior.log_prob(theta) + (-_latent_log_det(prior, theta, kind)),
+        np.testing.assert_allclose(prior.log_prob(theta) + (-latent_log_det(prior, theta, kind)),
                                    stats.norm.logpdf(z).sum(1), atol=1e-9)
 
 
@@ -222,6 +218,49 @@ def test_load_refuses_other_fingerprint(gauss_post, tmp_path):
         NeuralPosterior.load(path, other)
     with pytest.raises(FileNotFoundError):
         NeuralPosterior.load(tmp_path / "missing", FP)
+
+
+
+def test_config_is_data_and_round_trips_through_json():
+    config = NPEConfig(estimator="nsf", pca_variance=0.9, lr_decay_patience=None)
+    d = config.to_dict()
+    assert set(d) == {f.name for f in dataclasses.fields(NPEConfig)}
+    assert NPEConfig.from_dict(json.loads(json.dumps(d))) == config
+    assert NPEConfig.from_dict({"patience": 7}) == NPEConfig(patience=7)     # missing: defaults
+    with pytest.raises(NPEError, match=r"setup.json: unknown NPEConfig field\(s\) \['patiense'\]"):
+        NPEConfig.from_dict({"patiense": 7}, source="setup.json")
+
+
+def test_network_saved_before_a_config_field_existed_still_loads(gauss_post, tmp_path):
+    """Fingerprints compare the configuration as data: a field added since (with its
+    default) is no mismatch, a changed value still is."""
+    fp = dict(FP, npe=gauss_post.config.to_dict())
+    path = gauss_post.save(tmp_path / "net", fp)
+    cfg_path = path / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    assert cfg["fingerprint_schema"] == FINGERPRINT_SCHEMA
+    assert cfg["npe_config"] == cfg["fingerprint"]["npe"] == gauss_post.config.to_dict()
+    # As written by a version without ``calibrate`` (whose default is the old behaviour),
+    # which wrote no manifest either (a manifest would refuse the edited file).
+    for record in (cfg["npe_config"], cfg["fingerprint"]["npe"]):
+        del record["calibrate"]
+    cfg_path.write_text(json.dumps(cfg))
+    (path / "manifest.json").unlink()
+    loaded = NeuralPosterior.load(path, fp)
+    assert loaded.config == gauss_post.config
+    x = np.array([0.3, 0.6])
+    np.testing.assert_array_equal(loaded.sample(x, 200, rng=5), gauss_post.sample(x, 200, rng=5))
+    other = dict(FP, npe=dataclasses.replace(gauss_post.config, patience=11).to_dict())
+    with pytest.raises(FingerprintMismatch, match=r"\['npe'\]"):
+        NeuralPosterior.load(path, other)
+    # A record from a newer version is refused naming the file, not misread.
+    cfg_path.write_text(json.dumps(dict(cfg, fingerprint_schema=FINGERPRINT_SCHEMA + 1)))
+    with pytest.raises(NPEError, match="config.json: fingerprint_schema"):
+        NeuralPosterior.load(path, fp)
+    cfg["npe_config"]["new_knob"] = 1
+    cfg_path.write_text(json.dumps(cfg))
+    with pytest.raises(NPEError, match=r"config.json: unknown NPEConfig field\(s\) \['new_knob'\]"):
+        NeuralPosterior.load(path, fp)
 
 
 # -- input checks ------------------------------------------------------------------------

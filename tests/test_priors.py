@@ -5,15 +5,9 @@ import torch
 from scipy import stats
 
 from xspec_sbi.model.parameters import ParameterSpec
-from xspec_sbi.inference.priors import (
-    BoxPrior,
-    ParameterPrior,
-    PriorError,
-    build_prior,
-    table1_frozen,
-    table1_prior,
-    truncate,
-)
+from xspec_sbi.inference.priors import BoxPrior, ParameterPrior, PriorError, build_prior
+from xspec_sbi.inference.truncation import truncate
+from xspec_sbi.presets.table1 import table1_frozen, table1_prior
 
 
 def spec(name, index, value, mn, bot, top, mx, frozen=False, unit=""):
@@ -131,8 +125,59 @@ def test_unconstrained_map_round_trip_and_jacobian_by_finite_differences():
     assert PRIOR.contains(extreme).all()
 
 
+class TorchBoxPrior(torch.distributions.Distribution):
+    """Torch view of a BoxPrior, as ``sbi`` expects of a prior (sample/log_prob on tensors, support).
+
+    No library code needs one (the package trains its own flows on numpy draws);
+    it lives here to show that the numpy prior serves ``sbi``'s interface.
+    Sampling uses torch's global generator; seed it with ``torch.manual_seed``.
+    """
+
+    arg_constraints: dict = {}
+    has_rsample = False
+
+    def __init__(self, prior: BoxPrior) -> None:
+        self.prior = prior
+        self._lower = torch.as_tensor(prior.lower, dtype=torch.float32)
+        self._upper = torch.as_tensor(prior.upper, dtype=torch.float32)
+        super().__init__(batch_shape=torch.Size(), event_shape=torch.Size([prior.n_dim]),
+                         validate_args=False)
+
+    @property
+    def support(self):
+        constraints = torch.distributions.constraints
+        return constraints.independent(constraints.interval(self._lower, self._upper), 1)
+
+    @property
+    def mean(self) -> torch.Tensor:
+        lo, hi, log = self.prior.lower, self.prior.upper, self.prior.is_log
+        m = (lo + hi) / 2
+        m[log] = (hi[log] - lo[log]) / np.log(hi[log] / lo[log])
+        return torch.as_tensor(m, dtype=torch.float32)
+
+    @property
+    def variance(self) -> torch.Tensor:
+        lo, hi, log = self.prior.lower, self.prior.upper, self.prior.is_log
+        m = self.mean.double().numpy()
+        second = (lo**2 + lo * hi + hi**2) / 3
+        second[log] = (hi[log] ** 2 - lo[log] ** 2) / (2 * np.log(hi[log] / lo[log]))
+        return torch.as_tensor(second - m**2, dtype=torch.float32)
+
+    def sample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
+        shape = torch.Size(sample_shape)
+        u = torch.rand(shape.numel(), self.prior.n_dim, dtype=torch.float64)
+        theta = self.prior.from_unit(u.numpy())
+        return torch.as_tensor(theta, dtype=torch.float32).reshape(*shape, self.prior.n_dim)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        value = torch.as_tensor(value)
+        flat = value.detach().reshape(-1, self.prior.n_dim).double().cpu().numpy()
+        lp = self.prior.log_prob(flat)
+        return torch.as_tensor(lp, dtype=torch.float32).reshape(value.shape[:-1])
+
+
 def test_torch_view():
-    tp = PRIOR.to_torch()
+    tp = TorchBoxPrior(PRIOR)
     torch.manual_seed(0)
     s = tp.sample((3000,))
     assert s.shape == (3000, 2) and s.dtype == torch.float32

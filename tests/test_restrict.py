@@ -4,8 +4,10 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from xspec_sbi.inference.npe import NPEConfig, fit_single_round
-from xspec_sbi.inference.priors import BoxPrior, ParameterPrior, TruncatedPrior
+from xspec_sbi.inference.config import NPEConfig
+from xspec_sbi.inference.training import fit_single_round
+from xspec_sbi.inference.priors import BoxPrior, ParameterPrior
+from xspec_sbi.inference.truncation import TruncatedPrior
 from xspec_sbi.inference.restrict import (
     BestFraction,
     CountWindow,
@@ -125,10 +127,10 @@ def test_leakage_restricted_training_gives_the_user_prior_posterior():
 
 
 def test_proposal_must_be_a_truncation_of_the_same_prior():
-    from xspec_sbi.inference.npe import NPEError
+    from xspec_sbi.inference.config import NPEError
 
     other = BoxPrior((ParameterPrior("a", "uniform", 0.0, 2.0), ParameterPrior("b", "log", 0.1, 10.0)))
-    from xspec_sbi.inference.priors import truncate
+    from xspec_sbi.inference.truncation import truncate
     wrong = truncate(other, lambda t: t[:, 0] < 1.0, rng=0)
     with pytest.raises(NPEError, match="TruncatedPrior of the same prior"):
         fit_single_round(g_sim, G, 100, rng=0, proposal=wrong, config=CFG)

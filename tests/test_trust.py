@@ -202,3 +202,58 @@ def test_check_results_render_the_table_text(reference):
     assert good.warning is None and good.summary() == f"{good.p_value:.3f}"
     with pytest.raises(AttributeError):
         good.p_value = 0.5  # frozen: the result can keep it as is
+
+
+# --- calibration: p-values of spectra simulated from the fitted model are uniform ---------------
+
+def _wstat_setup(b_obs, ratio):
+    def sim(theta, rng):
+        mu = expected(theta)
+        src = rng.poisson(mu + ratio * b_obs)
+        bkg = rng.poisson(np.broadcast_to(b_obs, mu.shape))
+        return np.concatenate([src, bkg], axis=1).astype(float)
+
+    def stat(x, theta):
+        x = np.atleast_2d(x)
+        n = E_MID.size
+        return stats.wstat(x[:, :n], x[:, n:], expected(theta), 1.0, 1.0 / ratio)
+    return sim, stat
+
+
+# every other grid point: W-stat profiles the background in each of the grid's bins
+_A2, _G2 = _A[::2], _G[::2]
+_GRID2 = np.column_stack([m.ravel() for m in np.meshgrid(_A2, _G2, indexing="ij")])
+_GRID2_MU = expected(_GRID2)
+
+
+def _grid_posterior_wstat(x, n, rng, ratio):
+    k = E_MID.size
+    logp = -0.5 * stats.wstat(x[:k], x[k:], _GRID2_MU, 1.0, 1.0 / ratio)
+    p = np.exp(logp - logp.max())
+    idx = rng.choice(len(_GRID2), size=n, p=p / p.sum())
+    step = np.array([_A2[1] - _A2[0], _G2[1] - _G2[0]])
+    return np.clip(_GRID2[idx] + (rng.random((n, 2)) - 0.5) * step, LO, HI)
+
+
+@pytest.mark.parametrize("statistic", ["cstat", "wstat"])
+def test_ppc_pvalues_are_uniform_for_spectra_from_the_fitted_model(statistic):
+    # 200 spectra drawn from one parameter vector, each with its exact posterior: if the
+    # check is calibrated its p-values are uniform (a KS test cannot tell them apart)
+    from scipy.stats import kstest
+    rng = np.random.default_rng(140 if statistic == "cstat" else 141)
+    theta = np.array([[1.0, 1.7]])
+    ratio, bkg_rate = 0.2, np.full(E_MID.size, 3.0)   # background region 5x the source's
+    ps = []
+    for _ in range(200):
+        if statistic == "cstat":
+            x = simulate(theta, rng)[0]
+            post = grid_posterior(x, 1000, rng)
+            ps.append(ppc_pvalue(cstat_fn, simulate, post, x, rng=rng).p_value)
+        else:
+            b = rng.poisson(bkg_rate).astype(float)
+            x = np.concatenate([rng.poisson(expected(theta)[0] + ratio * bkg_rate).astype(float), b])
+            sim, stat = _wstat_setup(b, ratio)
+            post = _grid_posterior_wstat(x, 1000, rng, ratio)
+            ps.append(ppc_pvalue(stat, sim, post, x, rng=rng).p_value)
+    assert kstest(ps, "uniform").pvalue > 0.01
+    assert 0.4 < np.mean(ps) < 0.6

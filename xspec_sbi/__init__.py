@@ -6,12 +6,11 @@
 >>> print(result.table())
 """
 from xspec_sbi._version import __version__
-from xspec_sbi.options import Budget, ChainOptions, ComputeOptions, NetworkOptions
 from xspec_sbi.result import SBIResult
 from xspec_sbi.session import Session
 
-__all__ = ["sbi_fit", "Session", "SBIResult", "Budget", "NetworkOptions", "ChainOptions",
-           "ComputeOptions", "__version__"]
+# The option records of sbi_fit live in xspec_sbi.options; the root stays small.
+__all__ = ["sbi_fit", "Session", "SBIResult", "__version__"]
 
 
 def __getattr__(name):

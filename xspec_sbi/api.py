@@ -11,8 +11,11 @@ from __future__ import annotations
 import contextlib
 import logging
 
-from xspec_sbi.options import Budget, ChainOptions, ComputeOptions, NetworkOptions, from_keywords
-from xspec_sbi.pipeline import fit_and_chain, network_fingerprint, parse_restriction, run
+from xspec_sbi.options import (Budget, ChainOptions, ComputeOptions, NetworkOptions, RefineOptions,
+                               from_keywords)
+from xspec_sbi.baseline.comparison import fit_and_chain
+from xspec_sbi.options import parse_restriction
+from xspec_sbi.pipeline import network_fingerprint, run
 from xspec_sbi.result import SBIResult
 from xspec_sbi.session import Session
 
@@ -25,7 +28,7 @@ def sbi_fit(session: Session | None = None, *, spectra=None, model=None, ignore=
             prior=None, restrict="cstat", seed: int = 0, correct: bool = True,
             budget: Budget | None = None, network: NetworkOptions | str | None = None,
             chain: ChainOptions | bool | None = None, compute: ComputeOptions | None = None,
-            xspec=None, **shortcuts) -> SBIResult:
+            refine: RefineOptions | bool | None = None, xspec=None, **shortcuts) -> SBIResult:
     """Neural posterior estimation for an X-ray spectral fit, beside XSPEC's chain and C-stat.
 
     Parameters
@@ -59,6 +62,11 @@ def sbi_fit(session: Session | None = None, *, spectra=None, model=None, ignore=
         The Goodman-Weare chain beside SBI (a bool means ``ChainOptions(run=...)``).
     compute : ComputeOptions, optional
         Simulation processes, executor, progress display.
+    refine : RefineOptions or bool, optional
+        Adaptive refinement (on by default): while the exact-likelihood check
+        of the network's draws fails, truncated rounds on this observation;
+        if it still fails, exact chain draws are returned instead
+        (:class:`~xspec_sbi.options.RefineOptions`; ``False`` switches it off).
     xspec : module, optional
         PyXspec sessions: the module to read and compare with (default
         ``import xspec``).
@@ -74,8 +82,8 @@ def sbi_fit(session: Session | None = None, *, spectra=None, model=None, ignore=
     -------
     SBIResult
     """
-    options = from_keywords(dict(budget=budget, network=network, chain=chain, compute=compute),
-                            shortcuts)
+    options = from_keywords(dict(budget=budget, network=network, chain=chain, compute=compute,
+                                 refine=refine), shortcuts)
     if session is None:
         session = _default_session(spectra, model, ignore, xspec)
     if session.origin == "pyxspec" and session.xspec is None:

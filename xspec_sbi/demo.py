@@ -51,7 +51,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from xspec_sbi.api import sbi_fit
-    from xspec_sbi.inference.priors import table1_prior
+    from xspec_sbi.presets.table1 import table1_prior
     from xspec_sbi.report.folder import write_report
 
     session, note = reference_session(args.counts, seed=args.seed + 1)

@@ -14,7 +14,8 @@ import os
 from dataclasses import dataclass, fields, replace
 from typing import Any, Mapping
 
-__all__ = ["OptionError", "Budget", "NetworkOptions", "ChainOptions", "ComputeOptions", "RunOptions",
+__all__ = ["OptionError", "parse_restriction", "check_prior", "Budget", "NetworkOptions", "ChainOptions", "ComputeOptions", "RefineOptions",
+           "RunOptions",
            "SHORTCUTS", "from_keywords"]
 
 
@@ -90,7 +91,7 @@ class NetworkOptions:
     Parameters
     ----------
     estimator, x_transform, pca : optional
-        Shortcuts for :class:`~xspec_sbi.inference.npe.NPEConfig` fields
+        Shortcuts for :class:`~xspec_sbi.inference.config.NPEConfig` fields
         (``estimator``, ``x_transform``, ``pca_variance``); default: its measured
         choice. Refused together with ``config``.
     config : NPEConfig, optional
@@ -126,7 +127,7 @@ class NetworkOptions:
         """The :class:`NPEConfig` these options describe."""
         if self.config is not None:
             return self.config
-        from xspec_sbi.inference.npe import NPEConfig
+        from xspec_sbi.inference.config import NPEConfig
         chosen = {k: v for k, v in dict(estimator=self.estimator, x_transform=self.x_transform,
                                          pca_variance=self.pca).items() if v is not None}
         return NPEConfig(**chosen)
@@ -187,6 +188,63 @@ class ComputeOptions:
 
 
 @dataclass(frozen=True)
+class RefineOptions:
+    """Adaptive refinement: more rounds on this observation until the exact-likelihood check passes.
+
+    After the first network (trained or loaded), the network's draws are
+    weighted by the exact likelihood. While that check fails (Pareto k at or
+    above ``min(1 - 1/log10 n, 0.7)``, PSIS effective sample size under 100, or
+    an ESS fraction under ``min_ess_fraction``), a truncated sequential round
+    runs: simulations from the user's prior truncated to the current
+    posterior's highest-density region (so the posterior stays the one under
+    the user's prior), the network retrained on every simulation so far, the
+    check repeated. When the budget is spent and the check still fails, the
+    samples returned are an exact Goodman-Weare chain on the statistic,
+    started from the network's draws (``fallback="chain"``), and the result
+    says so; the network's own draws stay in ``samples_raw``.
+
+    Parameters
+    ----------
+    enabled : bool
+        Refine at all (default yes).
+    max_rounds : int
+        Refinement rounds at most (default 4).
+    simulations_per_round : int, optional
+        Default: a quarter of the first round's simulations, at least 1,000.
+    max_simulations : int, optional
+        Refinement simulations at most (default ``max_rounds x simulations_per_round``).
+    max_seconds : float, optional
+        Stop starting new rounds after this many seconds of refinement.
+    min_ess_fraction : float
+        Smallest ESS fraction called good enough (default 0.02).
+    fallback : {"chain", "none"}
+        What to return when the check still fails: exact chain draws, or the
+        network's draws (flagged as such).
+    """
+
+    enabled: bool = True
+    max_rounds: int = 4
+    simulations_per_round: int | None = None
+    max_simulations: int | None = None
+    max_seconds: float | None = None
+    min_ess_fraction: float = 0.02
+    fallback: str = "chain"
+
+    def __post_init__(self):
+        _positive_int("refine max_rounds", self.max_rounds, 0)
+        if self.simulations_per_round is not None:
+            _positive_int("refine simulations_per_round", self.simulations_per_round, 20)
+        if self.fallback not in ("chain", "none"):
+            raise OptionError(f"refine fallback={self.fallback!r}: choose 'chain' or 'none'")
+        if not 0.0 <= self.min_ess_fraction < 1.0:
+            raise OptionError(f"refine min_ess_fraction={self.min_ess_fraction!r}: must be in [0, 1)")
+
+    def per_round(self, first_round: int) -> int:
+        """Simulations of each refinement round, given the first round's."""
+        return self.simulations_per_round or max(1000, first_round // 4)
+
+
+@dataclass(frozen=True)
 class RunOptions:
     """All options of one ``sbi_fit`` call."""
 
@@ -194,6 +252,7 @@ class RunOptions:
     network: NetworkOptions = NetworkOptions()
     chain: ChainOptions = ChainOptions()
     compute: ComputeOptions = ComputeOptions()
+    refine: RefineOptions = RefineOptions()
 
 
 #: Flat keyword of ``sbi_fit`` -> (record, field).
@@ -218,7 +277,8 @@ SHORTCUTS: Mapping[str, tuple[str, str]] = {
     "executor": ("compute", "executor"),
     "progress": ("compute", "progress"),
 }
-_RECORDS = {"budget": Budget, "network": NetworkOptions, "chain": ChainOptions, "compute": ComputeOptions}
+_RECORDS = {"budget": Budget, "network": NetworkOptions, "chain": ChainOptions, "compute": ComputeOptions,
+            "refine": RefineOptions}
 
 
 def from_keywords(records: Mapping[str, Any], keywords: Mapping[str, Any]) -> RunOptions:
@@ -229,7 +289,8 @@ def from_keywords(records: Mapping[str, Any], keywords: Mapping[str, Any]) -> Ru
     records : mapping
         ``{"budget": Budget | None, "network": NetworkOptions | path | None, ...}``;
         a path for ``network`` means ``NetworkOptions(load=path)``, a bool for
-        ``chain`` means ``ChainOptions(run=bool)``.
+        ``chain`` means ``ChainOptions(run=bool)``, for ``refine``
+        ``RefineOptions(enabled=bool)``.
     keywords : mapping
         Flat keywords (see :data:`SHORTCUTS`).
 
@@ -247,6 +308,8 @@ def from_keywords(records: Mapping[str, Any], keywords: Mapping[str, Any]) -> Ru
             value = NetworkOptions(load=value)
         elif name == "chain" and isinstance(value, bool):
             value = ChainOptions(run=value)
+        elif name == "refine" and isinstance(value, bool):
+            value = RefineOptions(enabled=value)
         elif not isinstance(value, cls):
             raise OptionError(f"{name}={value!r}: expected a {cls.__name__}")
         built[name] = value
@@ -264,3 +327,54 @@ def from_keywords(records: Mapping[str, Any], keywords: Mapping[str, Any]) -> Ru
         if change:
             built[name] = replace(built[name], **change)
     return RunOptions(**built)
+
+
+def parse_restriction(restrict):
+    """Normalise the ``restrict`` argument.
+
+    Accepts None/"none", ``"counts:LO-HI"`` or ``("counts", lo, hi)``,
+    ``"cstat"``, ``"cstat:F"`` or ``("cstat", f)``, ``"coarse"``, ``"coarse:N"`` or
+    ``("coarse", n)``. Returns ``(kind, args)``.
+    """
+    if restrict is None or (isinstance(restrict, str) and restrict.lower() in ("", "none")):
+        return None, ()
+    if isinstance(restrict, str):
+        kind, _, arg = restrict.partition(":")
+        kind = kind.strip().lower()
+        try:
+            if kind == "counts":
+                lo, hi = (float(v) for v in arg.replace(",", "-").split("-"))
+                if not 0 <= lo < hi:
+                    raise ValueError
+                return "counts", (lo, hi)
+            if kind == "cstat":
+                f = float(arg) if arg else 0.25
+                if not 0 < f < 1:
+                    raise ValueError
+                return "cstat", (f,)
+            if kind == "coarse":
+                n = int(float(arg)) if arg else 5000
+                if n < 20:
+                    raise ValueError
+                return "coarse", (n,)
+        except ValueError:
+            examples = {"counts": "counts:LO-HI with 0 <= LO < HI, e.g. counts:1000-10000",
+                        "cstat": "cstat:F with 0 < F < 1, e.g. cstat:0.25",
+                        "coarse": "coarse:N with N >= 20 simulations, e.g. coarse:5000"}
+            raise OptionError(f"restrict={restrict!r}: write {examples[kind]}") from None
+        raise OptionError(f"restrict={restrict!r}: choose counts:LO-HI, cstat[:F], coarse[:N] or none")
+    kind, *args = restrict
+    return parse_restriction(f"{kind}:{'-'.join(str(a) for a in args)}" if kind == "counts"
+                             else f"{kind}:{args[0]}" if args else kind)
+
+
+def check_prior(free, overrides) -> None:
+    """Refuse XSPEC's soft limits of norms (0 to 1e24): limits, not a prior one can simulate from."""
+    for p in free:
+        if p.name in overrides:
+            continue
+        if p.top - p.bot > 1e6 or (p.bot > 0 and p.top / p.bot > 1e8):
+            raise OptionError(
+                f"parameter {p.name}: XSPEC's soft limits [{p.bot:g}, {p.top:g}] are too wide to "
+                f"simulate from; give a prior, e.g. prior={{'{p.name}': ('log', lo, hi)}} "
+                f"(command line: --prior {p.name}=log:LO:HI)")

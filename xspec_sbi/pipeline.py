@@ -18,59 +18,23 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from xspec_sbi.baseline.comparison import fit_and_chain
 from xspec_sbi.baseline.mcmc import resolve_walkers
 from xspec_sbi.checks.importance import cstat_log_like_constant, importance_correct, wstat_log_like_constant
 from xspec_sbi.forward.simulate import make_pool, simulate
-from xspec_sbi.inference.npe import (NeuralPosterior, fit_multi_round, simulate_training_set,
-                                     train_npe)
+from xspec_sbi.inference.posterior import NeuralPosterior
 from xspec_sbi.inference.priors import build_prior
+from xspec_sbi.inference.rounds import fit_multi_round
+from xspec_sbi.inference.training import simulate_training_set, train_npe
 from xspec_sbi.model import library
-from xspec_sbi.options import OptionError, RunOptions
+from xspec_sbi.options import OptionError, RunOptions, check_prior, parse_restriction
+from xspec_sbi.refine import RoundRecord, check_passes, refine
 from xspec_sbi.result import RunRecord, SBIResult, TrustChecks, summarize
 from xspec_sbi.session import Session
 
-__all__ = ["parse_restriction", "network_fingerprint", "run", "fit_and_chain", "check_prior"]
+__all__ = ["network_fingerprint", "run", "likelihood_check", "trust_checks", "bound_warnings"]
 
 log = logging.getLogger("xspec_sbi")
-
-
-def parse_restriction(restrict):
-    """Normalise the ``restrict`` argument.
-
-    Accepts None/"none", ``"counts:LO-HI"`` or ``("counts", lo, hi)``,
-    ``"cstat"``, ``"cstat:F"`` or ``("cstat", f)``, ``"coarse"``, ``"coarse:N"`` or
-    ``("coarse", n)``. Returns ``(kind, args)``.
-    """
-    if restrict is None or (isinstance(restrict, str) and restrict.lower() in ("", "none")):
-        return None, ()
-    if isinstance(restrict, str):
-        kind, _, arg = restrict.partition(":")
-        kind = kind.strip().lower()
-        try:
-            if kind == "counts":
-                lo, hi = (float(v) for v in arg.replace(",", "-").split("-"))
-                if not 0 <= lo < hi:
-                    raise ValueError
-                return "counts", (lo, hi)
-            if kind == "cstat":
-                f = float(arg) if arg else 0.25
-                if not 0 < f < 1:
-                    raise ValueError
-                return "cstat", (f,)
-            if kind == "coarse":
-                n = int(float(arg)) if arg else 5000
-                if n < 20:
-                    raise ValueError
-                return "coarse", (n,)
-        except ValueError:
-            examples = {"counts": "counts:LO-HI with 0 <= LO < HI, e.g. counts:1000-10000",
-                        "cstat": "cstat:F with 0 < F < 1, e.g. cstat:0.25",
-                        "coarse": "coarse:N with N >= 20 simulations, e.g. coarse:5000"}
-            raise OptionError(f"restrict={restrict!r}: write {examples[kind]}") from None
-        raise OptionError(f"restrict={restrict!r}: choose counts:LO-HI, cstat[:F], coarse[:N] or none")
-    kind, *args = restrict
-    return parse_restriction(f"{kind}:{'-'.join(str(a) for a in args)}" if kind == "counts"
-                             else f"{kind}:{args[0]}" if args else kind)
 
 
 def network_fingerprint(session: Session, prior, config) -> dict:
@@ -83,20 +47,8 @@ def network_fingerprint(session: Session, prior, config) -> dict:
         The prior the network was trained under.
     config : NPEConfig
     """
-    npe = config.to_dict() if hasattr(config, "to_dict") else repr(config)
-    return dict(session.fingerprint(), prior=repr(prior.to_dict()), npe=npe)
-
-
-def check_prior(free, overrides) -> None:
-    """Refuse XSPEC's soft limits of norms (0 to 1e24): limits, not a prior one can simulate from."""
-    for p in free:
-        if p.name in overrides:
-            continue
-        if p.top - p.bot > 1e6 or (p.bot > 0 and p.top / p.bot > 1e8):
-            raise OptionError(
-                f"parameter {p.name}: XSPEC's soft limits [{p.bot:g}, {p.top:g}] are too wide to "
-                f"simulate from; give a prior, e.g. prior={{'{p.name}': ('log', lo, hi)}} "
-                f"(command line: --prior {p.name}=log:LO:HI)")
+    # data, not repr: a config field added later (with its default) keeps old networks loadable
+    return dict(session.fingerprint(), prior=prior.to_dict(), npe=config.to_dict())
 
 
 def _normalise_prior(model, prior):
@@ -161,38 +113,82 @@ def run(session: Session, prior=None, restrict="cstat", *, seed: int = 0, correc
         walkers, burn, length = resolve_walkers(walkers, burn, length, len(free))
 
     with ExitStack() as stack:
-        pool = o.compute.executor
-        if pool is None and (o.compute.workers or 2) > 1 and o.network.load is None:
-            pool = stack.enter_context(make_pool(sim, o.compute.workers))
+        pools = []
+
+        def executor():
+            # started on first use: a loaded network that passes its check simulates nothing
+            if not pools:
+                pool = o.compute.executor
+                if pool is None and (o.compute.workers or 2) > 1:
+                    pool = stack.enter_context(make_pool(sim, o.compute.workers))
+                pools.append(pool)
+            return pools[0]
 
         def simulate_fn(theta, r):
             st.n_simulated += theta.shape[0]
-            return simulate(sim, theta, seed=int(r.integers(2**63 - 1)), executor=pool,
+            return simulate(sim, theta, seed=int(r.integers(2**63 - 1)), executor=executor(),
                             progress=o.compute.progress and theta.shape[0] >= 2000)
 
         st.simulate_fn = simulate_fn
-        posterior, restriction, x_train = _network(st, cfg, fingerprint, restrict)
+        t_round = time.perf_counter()
+        posterior, restriction, theta_train, x_train = _network(st, cfg, fingerprint, restrict)
+
+        def draw(post):
+            return post.sample(st.x_obs[None, :], o.budget.n_samples, rng=st.rng)[0]
 
         t0 = time.perf_counter()
-        raw = posterior.sample(st.x_obs[None, :], o.budget.n_samples, rng=st.rng)[0]
+        raw = draw(posterior)
         st.timed("sampling", t0)
 
-        correction, samples = None, raw
+        correction, samples, source, rounds = None, raw, "network", ()
         if correct:
             t0 = time.perf_counter()
             correction = likelihood_check(raw, posterior, st)
-            if correction.reliable:
-                samples = correction.theta
             st.timed("likelihood check", t0)
+            first = RoundRecord(1, _first_kind(o), st.n_simulated, correction.ess_fraction,
+                                correction.pareto_k, check_passes(correction, o.refine.min_ess_fraction),
+                                time.perf_counter() - t_round,
+                                1.0 if restriction is None else restriction.prior.mass)
+            rounds = (first,)
+            if o.refine.enabled and not first.passed:
+                t0 = time.perf_counter()
+                out = refine(posterior, correction, simulate=simulate_fn, prior=box,
+                             proposal=None if restriction is None else restriction.prior,
+                             x_obs=st.x_obs, draw=draw, check=lambda r, q: likelihood_check(r, q, st),
+                             options=o.refine, config=cfg, device=o.network.device, rng=st.rng,
+                             theta_train=theta_train, x_train=x_train,
+                             first_round=o.budget.total_simulations)
+                if out.rounds:
+                    posterior, raw, correction, x_train = out.posterior, out.raw, out.correction, out.x_train
+                    rounds = rounds + out.rounds
+                st.timed("refinement", t0)
+            if correction.reliable:
+                samples, source = correction.theta, "corrected"
+
+        mcmc_chain = chain_fit = chain_good = None
+        exact_needed = correct and source != "corrected" and o.refine.fallback == "chain" and o.refine.enabled
+        if exact_needed:
+            # The check failed within the budget: the answer is an exact chain on the statistic,
+            # started from the network's draws, not draws known to be wrong.
+            t0 = time.perf_counter()
+            start = raw[int(np.argmin(st.stat_fn(raw)))]
+            log.info("the likelihood check still fails: exact Goodman-Weare chain started from the "
+                     "network's draws")
+            chain_fit, mcmc_chain = fit_and_chain(st.stat_fn, start, box, free, length, burn, walkers,
+                                                  st.rng, o.compute.progress,
+                                                  covariance=np.atleast_2d(np.cov(raw.T)))
+            chain_good = st.stat_fn.goodness(chain_fit.theta)
+            samples, source = _thin(mcmc_chain.samples, o.budget.n_samples), "chain"
+            st.timed("exact chain", t0)
 
         stats_at = st.stat_fn(samples)
         best = samples[int(np.argmin(stats_at))]
         median = np.median(samples, axis=0)
         goodness = st.stat_fn.goodness(best)
-        trust = trust_checks(x_train, samples, st)
+        trust = trust_checks(x_train, samples, st, exact=source in ("corrected", "chain"),
+                             why_not=_why_no_exact_draws(correct, o.refine, correction))
 
-        mcmc_chain = chain_fit = chain_good = None
-        if run_chain:
+        if run_chain and mcmc_chain is None:
             t0 = time.perf_counter()
             chain_fit, mcmc_chain = fit_and_chain(st.stat_fn, best, box, free, length, burn, walkers,
                                                   st.rng, o.compute.progress,
@@ -206,7 +202,8 @@ def run(session: Session, prior=None, restrict="cstat", *, seed: int = 0, correc
         xspec_side = session.xspec.compare(
             names=tuple(box.names), samples=samples, median=median, chain=run_chain,
             chain_length=length, chain_burn=burn, walkers=walkers,
-            load_chain=chain.load_into_xspec, progress=o.compute.progress, stat=stats_at)
+            load_chain=chain.load_into_xspec, progress=o.compute.progress, stat=stats_at,
+            prior=box)   # XSPEC's chain under SBI's priors where this XSPEC can (Fit.bayes)
         st.timed("XSPEC fit+chain", t0)
     st.timed("total", t_all)
     record = RunRecord(
@@ -221,18 +218,45 @@ def run(session: Session, prior=None, restrict="cstat", *, seed: int = 0, correc
         stat_median=float(st.stat_fn(median)[0]), stat_best=float(st.stat_fn(best)[0]),
         goodness=goodness, session=session, prior=box, posterior=posterior, chain=mcmc_chain,
         chain_fit=chain_fit, chain_goodness=chain_good, correction=correction, trust=trust,
-        timings=st.timings, settings=record, restriction=restriction, xspec=xspec_side)
+        timings=st.timings, settings=record, restriction=restriction, xspec=xspec_side,
+        samples_source=source, rounds=rounds)
+
+
+def _first_kind(o: RunOptions) -> str:
+    if o.network.load is not None:
+        return "loaded"
+    return "multi-round" if o.budget.rounds > 1 else "trained"
+
+
+def _thin(samples: np.ndarray, n: int) -> np.ndarray:
+    """``n`` rows spread evenly over a chain (all of them when it is shorter)."""
+    if len(samples) <= n:
+        return samples
+    return samples[np.linspace(0, len(samples) - 1, n).round().astype(int)]
+
+
+def _why_no_exact_draws(correct, refine_options, correction) -> str:
+    if not correct:
+        return "the likelihood check was switched off (correct=False): the draws are the network's, unchecked"
+    if correction is not None and not correction.reliable:
+        return ("the likelihood check failed and no exact draws were made (refinement off or "
+                "fallback='none'): the network's draws are not the posterior")
+    return ""
 
 
 def _network(st: _Stage, cfg, fingerprint, restrict):
-    """Load the trained posterior, or restrict, simulate and train. Returns (posterior, restriction, x_train)."""
+    """Load the trained posterior, or restrict, simulate and train.
+
+    Returns (posterior, restriction, theta_train, x_train); the training set is
+    None for a loaded network and for multi-round training.
+    """
     o = st.options
     if o.network.load is not None:
         posterior = NeuralPosterior.load(o.network.load, fingerprint, device=o.network.device)
         log.info("loaded trained posterior from %s", o.network.load)
-        return posterior, None, None
+        return posterior, None, None, None
     kind, args = parse_restriction(restrict)
-    proposal = restriction = x_train = None
+    proposal = restriction = x_train = theta = None
     t0 = time.perf_counter()
     if kind is not None:
         restriction = restrict_prior(kind, args, st, cfg)
@@ -259,7 +283,7 @@ def _network(st: _Stage, cfg, fingerprint, restrict):
     if o.network.save is not None:
         posterior.save(o.network.save, fingerprint, overwrite=o.network.overwrite)
         log.info("saved the trained posterior to %s", o.network.save)
-    return posterior, restriction, x_train
+    return posterior, restriction, theta, x_train
 
 
 def restrict_prior(kind, args, st: _Stage, cfg):
@@ -278,9 +302,10 @@ def restrict_prior(kind, args, st: _Stage, cfg):
 
         return R.restrict_by_classifier(st.simulate_fn, st.box, SourceCountWindow(lo, hi), rng=st.rng)
     if kind == "cstat":
+        # a condition on theta alone: evaluated exactly, no simulation and no classifier
+        from xspec_sbi.inference.region import restrict_by_statistic
         log.info("restricting the prior to the best %g%% in %s", 100 * args[0], st.stat_fn.name)
-        condition = R.BestFraction(lambda theta, x: st.stat_fn(theta), fraction=args[0])
-        return R.restrict_by_classifier(st.simulate_fn, st.box, condition, rng=st.rng)
+        return restrict_by_statistic(st.stat_fn, st.box, rng=st.rng, fraction=args[0])
     log.info("coarse inference with %d simulations to restrict the prior", args[0])
     return R.restrict_by_coarse_inference(st.simulate_fn, st.box, st.x_obs, rng=st.rng,
                                           n_simulations=args[0], config=cfg,
@@ -301,8 +326,13 @@ def likelihood_check(raw, posterior, st: _Stage):
     return importance_correct(raw, log_q, log_prior, log_like, st.rng, log_like_constant=const)
 
 
-def trust_checks(x_train, samples, st: _Stage) -> TrustChecks:
-    """Out-of-distribution check against the training spectra, and the posterior predictive p-value."""
+def trust_checks(x_train, samples, st: _Stage, *, exact: bool = True, why_not: str = "") -> TrustChecks:
+    """Out-of-distribution check, posterior predictive p-value, and posteriors piled at a prior bound.
+
+    The posterior predictive check needs posterior draws: it runs on exact
+    draws only (corrected, or the exact chain); otherwise it is "not computed"
+    and ``why_not`` says why.
+    """
     from xspec_sbi.checks.ood import ood_check
     from xspec_sbi.checks.ppc import ppc_pvalue
     from xspec_sbi.forward.objective import PoissonStatistic
@@ -316,52 +346,33 @@ def trust_checks(x_train, samples, st: _Stage) -> TrustChecks:
     # The Kaastra check compares x_obs with source-model counts: only defined without background blocks.
     model_counts = None if st.stat_fn.name == "wstat" else \
         np.concatenate([m[0] for m in st.stat_fn.expected_counts(median[None])])
+    bounds = bound_warnings(samples, st.box)
+    if not exact:
+        return TrustChecks(ood=ood, ppc=None, ppc_not_computed=why_not or "no exact posterior draws",
+                           bounds=bounds)
     ppc = ppc_pvalue(stat_data, lambda th, r: sim(th, r), samples, st.x_obs, st.rng, n=200,
                      model_counts=model_counts)
-    return TrustChecks(ood=ood, ppc=ppc)
+    return TrustChecks(ood=ood, ppc=ppc, bounds=bounds)
 
 
-def fit_and_chain(stat_fn, start, box, free, length, burn, walkers, rng, progress=False, *,
-                  covariance=None):
-    """The XSPEC-style comparison of ``sbi_fit``: C-stat fit from ``start``, then the chain.
+def bound_warnings(samples: np.ndarray, box, *, edge: float = 0.01, share: float = 0.1) -> tuple:
+    """Parameters whose posterior piles against a bound of the prior.
 
-    Parameters
-    ----------
-    stat_fn : callable
-        ``stat(theta) -> (n,)`` of the observation (cstat or wstat).
-    start : ndarray (n_free,)
-        Starting point of the fit (``sbi_fit``: the best SBI sample).
-    box : BoxPrior
-        Fit bounds and the chain's prior (log-uniform where the prior is).
-    free : sequence of ParameterSpec
-        The free parameters; without ``covariance`` their deltas start the walkers.
-    length, burn, walkers :
-        XSPEC's chain settings (samples over all walkers; walkers None: XSPEC's rule).
-    rng : numpy.random.Generator
-        Seeds the fit's extra starts and the chain.
-    covariance : ndarray (n_free, n_free), optional
-        Gaussian spread of the initial walkers around the fit (XSPEC's default
-        proposal, "gaussian fit"); ``sbi_fit`` gives the covariance of the SBI
-        posterior draws. XSPEC's deltas (0.01 for a norm) cannot start a chain
-        on a faint source whose norm is 1e-6: they put most walkers below zero.
-
-    Returns
-    -------
-    (FitResult, ChainResult)
+    A share of the draws over ``share`` within ``edge`` of the prior's range
+    (in the prior's warped coordinate: log for log-uniform parameters) from a
+    bound means the data may want a value beyond it.
     """
-    from xspec_sbi.baseline.fit import fit
-    from xspec_sbi.baseline.mcmc import run_chain
-    lower, upper = box.lower, box.upper
-    log.info("fitting (C-stat minimisation) from the best SBI sample")
-    best = fit(stat_fn, start, lower, upper, seed=int(rng.integers(2**31)))
-    log.info("Goodman-Weare chain: %s walkers, burn %d, length %d", walkers, burn, length)
-    deltas = None
-    if covariance is None:
-        deltas = np.array([p.delta if p.delta > 0 else 0.01 * abs(p.value) + 1e-3 for p in free])
-    chain = run_chain(stat_fn, best.theta, lower, upper, names=list(box.names), walkers=walkers,
-                      burn=burn, length=length, covariance=covariance, deltas=deltas,
-                      log_uniform=box.is_log, seed=int(rng.integers(2**31)), progress=progress)
-    return best, chain
+    u = box.to_unit(np.clip(samples, box.lower, box.upper))
+    out = []
+    for j, name in enumerate(box.names):
+        for side, near, value in (("lower", u[:, j] <= edge, box.lower[j]),
+                                  ("upper", u[:, j] >= 1 - edge, box.upper[j])):
+            f = float(np.mean(near))
+            if f > share:
+                out.append(f"{name}: {100 * f:.0f}% of the posterior lies within {100 * edge:g}% of the "
+                           f"prior's {side} bound {value:g}; the data may want a value beyond it "
+                           f"(widen the prior if that is physical)")
+    return tuple(out)
 
 
 def _versions():

@@ -13,7 +13,7 @@ if TYPE_CHECKING:   # the types of the fields; importing them here would pull in
     from xspec_sbi.checks.ood import OODResult
     from xspec_sbi.checks.ppc import PPCResult
     from xspec_sbi.forward.stats import GoodnessOfFit
-    from xspec_sbi.inference.npe import NeuralPosterior
+    from xspec_sbi.inference.posterior import NeuralPosterior
     from xspec_sbi.inference.priors import BoxPrior
     from xspec_sbi.inference.restrict import RestrictionResult
     from xspec_sbi.pyxspec.compare import XspecComparison
@@ -61,6 +61,8 @@ class TrustChecks:
 
     ood: Optional["OODResult"] = None
     ppc: Optional["PPCResult"] = None
+    ppc_not_computed: str = ""
+    bounds: tuple = ()
 
     def lines(self) -> list[str]:
         """The checks as the table prints them (``name: value``); nothing for a check that passed silently."""
@@ -70,13 +72,18 @@ class TrustChecks:
         if self.ppc is not None:
             out.append(f"posterior predictive p-value: {self.ppc.p_value:.3f}"
                        + (f" ({self.ppc.warning})" if self.ppc.warning else ""))
+        elif self.ppc_not_computed:
+            out.append(f"posterior predictive check: not computed ({self.ppc_not_computed})")
+        out.extend(f"prior bound: {b}" for b in self.bounds)
         return out
 
     def to_dict(self) -> dict:
         """JSON-able summary (report, summary.json)."""
         return {"out-of-distribution": None if self.ood is None else (self.ood.warning or "passed"),
                 "posterior predictive p-value": None if self.ppc is None else float(self.ppc.p_value),
-                "posterior predictive warning": None if self.ppc is None else self.ppc.warning}
+                "posterior predictive warning": None if self.ppc is None else self.ppc.warning,
+                "posterior predictive not computed": self.ppc_not_computed or None,
+                "prior bounds": list(self.bounds)}
 
 
 @dataclass(frozen=True)
@@ -170,6 +177,14 @@ class SBIResult:
     xspec : XspecComparison or None
         XSPEC's own fit, chain and statistics when the session came from
         PyXspec (see :mod:`xspec_sbi.pyxspec`).
+    samples_source : str
+        What ``samples`` are: ``"corrected"`` (the network's draws reweighted by
+        the exact likelihood, the check passed), ``"chain"`` (the check failed
+        within the refinement budget: an exact Goodman-Weare chain on the
+        statistic, started from the network's draws) or ``"network"`` (the
+        network's own draws: the check was off, or failed with no fallback).
+    rounds : tuple of RoundRecord
+        Every round of inference with its check (first network, refinements).
     """
 
     names: tuple[str, ...]
@@ -193,6 +208,8 @@ class SBIResult:
     settings: Optional[RunRecord] = None
     restriction: Optional["RestrictionResult"] = field(default=None, repr=False)
     xspec: Optional["XspecComparison"] = None
+    samples_source: str = "corrected"
+    rounds: tuple = ()
 
     # -- tables --------------------------------------------------------------------
     def chain_summaries(self) -> tuple[ParameterSummary, ...] | None:
@@ -214,9 +231,7 @@ class SBIResult:
                          f"{abs(s.median - c.median) / sd if sd > 0 else np.nan:>8.2f}{ratio:>7.2f}")
             rows.append(line)
         rows.append("")
-        if self.correction is not None and self.correction.reliable:
-            rows.append("SBI samples are the network's, reweighted by the exact likelihood "
-                        "(importance sampling, reliable here)")
+        rows.extend(self._source_lines())
         rows.append(f"{self.statistic} at SBI median: {self.stat_median:.2f}; "
                     f"at best SBI sample: {self.stat_best:.2f}")
         rows.append(f"SBI best sample: {self.goodness}")
@@ -236,12 +251,34 @@ class SBIResult:
             rows.append("time: " + ", ".join(f"{k} {v:.1f} s" for k, v in self.timings.items()))
         return "\n".join(rows)
 
+    def _source_lines(self) -> list[str]:
+        rows = [str(r) for r in self.rounds] if len(self.rounds) > 1 else []
+        if self.samples_source == "corrected":
+            rows.append("SBI samples are the network's, reweighted by the exact likelihood "
+                        "(importance sampling, reliable here)")
+        elif self.samples_source == "chain":
+            rows.append(f"the likelihood check still failed after {len(self.rounds)} round(s): SBI samples "
+                        "are an exact Goodman-Weare chain on the statistic, started from the network's "
+                        "draws (the network's own draws: samples_raw)")
+        elif self.correction is None:
+            rows.append("SBI samples are the network's own draws, not checked against the exact "
+                        "likelihood (correct=False)")
+        else:
+            rows.append("WARNING: the likelihood check failed and SBI samples are the network's own "
+                        "draws, which are not the posterior (refinement off or fallback='none')")
+        return rows
+
     def __str__(self) -> str:
         return self.table()
 
     # -- amortized use -------------------------------------------------------------
-    def posterior_samples_for(self, observations, n_samples: int = 1000, seed: int = 0) -> np.ndarray:
-        """Posterior samples for many observations of the same set-up in one batched call.
+    def posteriors_for(self, observations, n_samples: int = 1000, seed: int = 0,
+                       correct: bool = True):
+        """Posteriors of many observations of the same set-up: one batched call, each checked.
+
+        Each observation's draws are weighted by its own exact likelihood
+        (see :mod:`xspec_sbi.amortized`); the result names the observations
+        whose check failed.
 
         Parameters
         ----------
@@ -249,13 +286,33 @@ class SBIResult:
             Data in the session's layout, or spectra with the session's
             response, grouping and notice state.
         n_samples : int
+            Draws per observation.
+        seed : int
+        correct : bool
+            Weight by the exact likelihood (default yes).
 
         Returns
         -------
-        ndarray (m, n_samples, n_free)
+        AmortizedPosteriors
         """
+        from xspec_sbi.amortized import amortized_posteriors
         x = _as_observations(observations, self.session)
-        return self.posterior.sample(x, n_samples, rng=seed)
+        labels = None if isinstance(observations, np.ndarray) else [s.label for s in observations]
+        return amortized_posteriors(self.posterior, self.session.simulator(), self.prior, x,
+                                    n_samples=n_samples, seed=seed, correct=correct, labels=labels)
+
+    def posterior_samples_for(self, observations, n_samples: int = 1000, seed: int = 0,
+                              correct: bool = True) -> np.ndarray:
+        """Posterior samples (m, n_samples, n_free) of many observations; see :meth:`posteriors_for`.
+
+        Where an observation's exact-likelihood check fails its draws are the
+        network's, and a warning names it.
+        """
+        out = self.posteriors_for(observations, n_samples, seed, correct)
+        if out.flagged:
+            import warnings
+            warnings.warn(out.summary(), stacklevel=2)
+        return out.samples
 
     # -- exports -------------------------------------------------------------------
     def to_xspec_chain(self, path, overwrite: bool = False):
@@ -277,9 +334,29 @@ class SBIResult:
         return corner(self, path=path, **kw)
 
     def plot_spectrum(self, path=None, **kw):
-        """Data, SBI and best-fit folded models, residuals; returns the figure."""
-        from xspec_sbi.report.plots import spectrum_plot
+        """Folded spectrum as XSPEC plots it (display rebinning, model band, residuals); returns the figure.
+
+        Keywords go to :func:`xspec_sbi.report.spectrum.spectrum_plot`
+        (``residuals="ratio"``, ``min_significance``, ``max_bins``).
+        """
+        from xspec_sbi.report.spectrum import spectrum_plot
         return spectrum_plot(self, path=path, **kw)
+
+    def plot_priors(self, path=None, **kw):
+        """Your prior, the restricted prior and the posterior per parameter; returns the figure."""
+        from xspec_sbi.report.plots import prior_marginals
+        return prior_marginals(self, path=path, **kw)
+
+    def to_arviz(self, **kw):
+        """The result as an ``arviz.InferenceData`` (needs the ``arviz`` extra).
+
+        Groups: posterior, sample_stats (statistic, importance weights),
+        network_posterior, prior, observed_data, constant_data and, when the
+        chain ran, chain_posterior and chain_sample_stats; see
+        :mod:`xspec_sbi.report.interchange`.
+        """
+        from xspec_sbi.report.interchange import to_inference_data
+        return to_inference_data(self, **kw)
 
 
 def _as_observations(observations, session) -> np.ndarray:

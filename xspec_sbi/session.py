@@ -34,7 +34,7 @@ class XspecLink(Protocol):
         """Raise unless the engine folds the model as XSPEC does; return the agreement record."""
 
     def compare(self, *, names, samples, median, chain, chain_length, chain_burn, walkers,
-                load_chain, progress, stat):
+                load_chain, progress, stat, prior):
         """XSPEC's own fit, chain and statistic beside the SBI samples."""
 
 #: Statistics the method accepts: Poisson ones (cstat becomes wstat with a background).

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from xspec_sbi.checks.calibration import c2st, interval_coverage, run_sbc
-from xspec_sbi.inference.npe import NPEConfig
+from xspec_sbi.inference.config import NPEConfig
 from xspec_sbi.forward.simulate import make_pool, simulate
 
 TARGETS = {"slope": (0.97, 1.03), "median_diff_sd": 0.1, "width_ratio": (0.9, 1.1), "c2st": 0.55,

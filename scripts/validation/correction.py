@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from xspec_sbi.api import sbi_fit
 from xspec_sbi.demo import reference_session
-from xspec_sbi.inference.npe import NPEConfig
-from xspec_sbi.inference.priors import table1_prior
+from xspec_sbi.inference.config import NPEConfig
+from xspec_sbi.presets.table1 import table1_prior
 
 from .common import compare_samples, distinct_corrected_draws, save_figure
 

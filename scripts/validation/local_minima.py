@@ -64,7 +64,7 @@ def _budget(quick: bool) -> dict:
     each), so 500 spectra alone would take ~17 minutes; training on 30,000 simulations takes
     ~3.5 minutes (one torch thread). 200 spectra resolve the 0.5 % target to one spectrum.
     """
-    from xspec_sbi.inference.npe import NPEConfig
+    from xspec_sbi.inference.config import NPEConfig
     if quick:
         return dict(n_sims=3000, n_test=12, n_post=500, config=NPEConfig(max_epochs=40, patience=8),
                     restrict_rounds=3, restrict_epochs=40)
@@ -74,7 +74,8 @@ def _budget(quick: bool) -> dict:
 
 def _setup():
     """Simulator of model 2 in the paper's set-up, its Table 1 prior, and a note on the response."""
-    from xspec_sbi.inference.priors import build_prior, table1_prior
+    from xspec_sbi.inference.priors import build_prior
+    from xspec_sbi.presets.table1 import table1_prior
     from xspec_sbi.presets.nicer import find_nicer_arf, reference_spectrum
     from xspec_sbi.model.expression import Model
 
@@ -212,7 +213,7 @@ def _draw_figure(stats: dict, path) -> None:
 # -- the study -------------------------------------------------------------------------------
 def _restrict_and_train(sim, prior, bud, seeds, timings):
     """Count-window restricted prior, then a single-round network trained on draws from it."""
-    from xspec_sbi.inference.npe import simulate_training_set, train_npe
+    from xspec_sbi.inference.training import simulate_training_set, train_npe
     from xspec_sbi.inference.restrict import CountWindow, restrict_by_classifier
 
     with make_pool(sim, WORKERS) as pool:

@@ -37,8 +37,9 @@ import numpy as np
 
 from xspec_sbi.api import fit_and_chain, sbi_fit
 from xspec_sbi.checks.importance import cstat_log_like_constant, importance_correct
-from xspec_sbi.inference.npe import NPEConfig, torch_threads
-from xspec_sbi.inference.priors import table1_frozen, table1_prior
+from xspec_sbi.inference.config import NPEConfig
+from xspec_sbi.inference.torch_state import torch_threads
+from xspec_sbi.presets.table1 import table1_frozen, table1_prior
 from xspec_sbi.presets.nicer import find_nicer_arf, paper_grouping
 from xspec_sbi.data.response import nicer_like_response
 from xspec_sbi.result import summarize

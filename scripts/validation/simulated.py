@@ -7,8 +7,8 @@ import numpy as np
 
 from xspec_sbi.api import sbi_fit
 from xspec_sbi.demo import reference_session
-from xspec_sbi.inference.npe import NPEConfig
-from xspec_sbi.inference.priors import table1_prior
+from xspec_sbi.inference.config import NPEConfig
+from xspec_sbi.presets.table1 import table1_prior
 from xspec_sbi.forward.simulate import make_pool, simulate
 
 from .common import amortized_test_set, compare_with_chain, save_figure

@@ -114,15 +114,17 @@ def log_prior(theta, lower, upper, log_uniform=None) -> np.ndarray:
         ``-inf`` outside the limits.
     """
     theta = np.atleast_2d(np.asarray(theta, dtype=float))
-    lower = np.asarray(lower, dtype=float)
-    upper = np.asarray(upper, dtype=float)
-    logu = np.zeros(theta.shape[-1], bool) if log_uniform is None else np.asarray(log_uniform, bool)
-    inside = np.all((theta >= lower) & (theta <= upper), axis=-1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        logdens = np.where(
-            logu, -np.log(theta) - np.log(np.log(upper / lower)), -np.log(upper - lower)
-        )
-    return np.where(inside, np.sum(logdens, axis=-1), -np.inf)
+    return _prior_box(lower, upper, log_uniform, theta.shape[-1]).log_prob(theta)
+
+
+def _prior_box(lower, upper, log_uniform, n_free: int):
+    """The chain's prior is the inference prior: one density, :class:`BoxPrior`'s."""
+    from xspec_sbi.inference.priors import BoxPrior, ParameterPrior
+    lower = np.asarray(lower, dtype=float).reshape(-1)
+    upper = np.asarray(upper, dtype=float).reshape(-1)
+    logu = np.zeros(n_free, bool) if log_uniform is None else np.asarray(log_uniform, bool).reshape(-1)
+    return BoxPrior(tuple(ParameterPrior(f"p{i + 1}", "log" if u else "uniform", float(a), float(b))
+                          for i, (a, b, u) in enumerate(zip(lower, upper, logu))))
 
 
 def resolve_walkers(walkers, burn, length, n_free):
@@ -338,8 +340,10 @@ def run_chain(
         raise ChainConfigError(f"length must be a positive integer, got {length!r}")
     w, burn, length = resolve_walkers(walkers, int(burn), int(length), n_free)
 
+    prior_box = _prior_box(lower, upper, logu, n_free)
+
     def evaluate(theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        lp = log_prior(theta, lower, upper, logu)
+        lp = prior_box.log_prob(np.atleast_2d(theta))
         c = np.full(theta.shape[0], np.inf)
         inside = np.isfinite(lp)
         if inside.any():

@@ -14,8 +14,9 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from xspec_sbi.inference.npe import NeuralPosterior
-from xspec_sbi.inference.priors import BoxPrior, TruncatedPrior
+from xspec_sbi.inference.posterior import NeuralPosterior
+from xspec_sbi.inference.priors import BoxPrior
+from xspec_sbi.inference.truncation import TruncatedPrior
 
 __all__ = [
     "CoverageReport",

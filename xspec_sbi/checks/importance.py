@@ -9,7 +9,7 @@ importance weights are
 with ``log L = -stat / 2`` (cstat, or wstat with a background) up to a constant.
 Everything here works on plain arrays; :func:`importance_from_posterior` wires
 in any object with ``sample(x, n, rng=...)`` and ``log_prob(theta, x)`` (such
-as :class:`xspec_sbi.inference.npe.NeuralPosterior`).
+as :class:`xspec_sbi.inference.posterior.NeuralPosterior`).
 
 Diagnostics follow Pareto-smoothed importance sampling (PSIS,
 :mod:`xspec_sbi.checks.psis`): the shape ``k`` of a generalized Pareto fit to
@@ -343,7 +343,7 @@ def importance_from_posterior(
     ----------
     posterior : object
         Anything with ``sample(x, n, rng=...) -> (n, k)`` and
-        ``log_prob(theta, x) -> (n,)`` (e.g. :class:`xspec_sbi.inference.npe.NeuralPosterior`).
+        ``log_prob(theta, x) -> (n,)`` (e.g. :class:`xspec_sbi.inference.posterior.NeuralPosterior`).
     x : array_like, (n_bins,), counts
         The observation.
     log_prior : callable

@@ -32,7 +32,8 @@ log = logging.getLogger("xspec_sbi")
 
 def _load_posterior(network, fingerprint, device):
     """The saved posterior; a file that cannot be read is named, without torch's internals."""
-    from xspec_sbi.inference.npe import FingerprintMismatch, NeuralPosterior
+    from xspec_sbi.inference.config import FingerprintMismatch
+    from xspec_sbi.inference.posterior import NeuralPosterior
     try:
         return NeuralPosterior.load(network, fingerprint, device=device)
     except (FingerprintMismatch, FileNotFoundError):
@@ -61,7 +62,7 @@ def _refusal(label, exc, setup, properties):
 
 def cmd_apply(args) -> int:
     """``xspec-sbi apply NETWORK SPEC.pha...``."""
-    from xspec_sbi.inference.npe import NPEConfig
+    from xspec_sbi.inference.config import NPEConfig
     from xspec_sbi.inference.priors import build_prior
     from xspec_sbi.result import summarize
     refuse_existing(args.out, "--out", args.overwrite)
@@ -77,7 +78,7 @@ def cmd_apply(args) -> int:
     try:
         box = build_prior(model.parameters, {k: tuple(v) if isinstance(v, list) else v
                                              for k, v in setup["prior"].items()})
-        cfg = NPEConfig(**setup["npe_config"])
+        cfg = NPEConfig.from_dict(setup["npe_config"], source=str(setup_path))
     except (ValueError, TypeError) as exc:
         raise CommandError(f"{setup_path}: prior or npe_config unusable ({exc}); the file was "
                            "edited: save the network again") from None
@@ -109,7 +110,7 @@ def _read_spectra(args, setup, model, box, cfg):
     from tqdm.auto import tqdm
 
     from xspec_sbi.api import network_fingerprint
-    from xspec_sbi.inference.npe import FingerprintMismatch
+    from xspec_sbi.inference.config import FingerprintMismatch
     xs, fps, labels, counts, props = [], [], [], [], []
     quiet = log.getEffectiveLevel() > logging.INFO
     for spec in tqdm(args.spectra, desc="reading spectra", disable=quiet or len(args.spectra) < 20,

@@ -54,14 +54,15 @@ def _restriction(text: str) -> None:
 
 
 def _npe_config(args):
-    from xspec_sbi.inference.npe import NPEConfig
+    from xspec_sbi.inference.config import NPEConfig
     network = getattr(args, "network", None)
     if network and (Path(network) / SETUP_NAME).is_file():
         # a saved network is checked against the settings it was trained with
+        path = Path(network) / SETUP_NAME
         try:
-            return NPEConfig(**load_setup(network)["npe_config"])
-        except TypeError as exc:
-            raise CommandError(f"{Path(network) / SETUP_NAME}: npe_config unusable ({exc}); the "
+            return NPEConfig.from_dict(load_setup(network)["npe_config"], source=str(path))
+        except (TypeError, ValueError) as exc:
+            raise CommandError(f"{path}: npe_config unusable ({exc}); the "
                                "file was edited: save the network again") from None
     chosen = {"max_epochs": args.max_epochs}
     if args.estimator:

@@ -57,7 +57,7 @@ def refuse_existing(path, option: str, overwrite: bool) -> None:
                            "name")
     if path.is_dir() and not overwrite:
         held = sorted(p.name for p in path.iterdir())
-        shown = ", ".join(held[:8]) + (", ..." if len(held) > 8 else "")
+        shown = ", ".join(held[:12]) + (", ..." if len(held) > 12 else "")
         raise CommandError(f"{option} {path}: folder exists" + (f" (holds {shown})" if held else "")
                            + "; pass --overwrite to replace it as a whole, or choose another folder")
 

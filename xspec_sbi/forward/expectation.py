@@ -193,12 +193,16 @@ class GoodnessOfFit:
         ``sqrt(Var[C])``.
     n_bins : int
         Bins summed.
+    statistic : str
+        ``"cstat"`` or ``"wstat"`` (the value in ``cstat`` is then the W statistic,
+        and the expectation treats the profiled background as known).
     """
 
     cstat: float
     expected: float
     sigma: float
     n_bins: int
+    statistic: str = "cstat"
 
     @property
     def deviation(self) -> float:
@@ -206,8 +210,9 @@ class GoodnessOfFit:
         return (self.cstat - self.expected) / self.sigma if self.sigma > 0 else float("nan")
 
     def __str__(self) -> str:
+        name = "W-stat" if self.statistic == "wstat" else "C-stat"
         return (
-            f"C-stat = {self.cstat:.2f}, expected {self.expected:.2f} +/- {self.sigma:.2f}, "
+            f"{name} = {self.cstat:.2f}, expected {self.expected:.2f} +/- {self.sigma:.2f}, "
             f"deviation {self.deviation:+.2f} sigma ({self.n_bins} bins)"
         )
 

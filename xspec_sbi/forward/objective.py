@@ -103,4 +103,4 @@ class PoissonStatistic:
         mean, var = expectation.cstat_expectation(np.concatenate(means))
         n = sum(m.size for m in means)
         return expectation.GoodnessOfFit(cstat=value, expected=float(mean),
-                                         sigma=float(np.sqrt(var)), n_bins=n)
+                                         sigma=float(np.sqrt(var)), n_bins=n, statistic=self.name)

@@ -1,7 +1,7 @@
 """A compact conditional masked autoregressive flow (MAF) in plain torch.
 
 ``q(s | x)`` for a low-dimensional parameter vector ``s`` (already mapped to an
-unconstrained, z-scored space by :mod:`xspec_sbi.inference.npe`) given features ``x`` of
+unconstrained, z-scored space by :mod:`xspec_sbi.inference.latent`) given features ``x`` of
 an observation. Each of the ``num_transforms`` affine autoregressive transforms
 is a MADE (Germain et al. 2015; Papamakarios et al. 2017) in which
 
@@ -16,7 +16,7 @@ is a MADE (Germain et al. 2015; Papamakarios et al. 2017) in which
 * the autoregressive order is rotated between transforms.
 
 The object follows ``sbi``'s density-estimator calling convention so that
-:class:`xspec_sbi.inference.npe.NeuralPosterior` drives it like ``sbi``'s flows:
+:class:`xspec_sbi.inference.posterior.NeuralPosterior` drives it like ``sbi``'s flows:
 ``log_prob(input (S, B, D), condition (B, F)) -> (S, B)``,
 ``sample(torch.Size((S,)), condition (B, F)) -> (S, B, D)`` and
 ``loss(input (B, D), condition (B, F)) -> (B,)``.

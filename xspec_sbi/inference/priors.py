@@ -1,46 +1,37 @@
-"""Priors over the free parameters of a model, and priors truncated to a region.
+"""Priors over the free parameters of a model: products of uniform / log-uniform laws on a box.
 
 A :class:`BoxPrior` is a product of independent uniform or log-uniform
-distributions, one per free parameter, over a box. It has a numpy face
-(:meth:`BoxPrior.sample`, :meth:`BoxPrior.log_prob`), a torch face for ``sbi``
-(:meth:`BoxPrior.to_torch`) and the bijection between the box and an
-unconstrained space in which the posterior network is trained
-(:meth:`BoxPrior.to_unconstrained`), so that every posterior sample lands inside
-the prior bounds without rejection.
+distributions, one per free parameter, over a box: draws
+(:meth:`BoxPrior.sample`), the density (:meth:`BoxPrior.log_prob`) and the
+bijection between the box and an unconstrained space in which the posterior
+network is trained (:meth:`BoxPrior.to_unconstrained`), so that every posterior
+sample lands inside the prior bounds without rejection. Everything here is
+numpy: the engine and the XSPEC-style baseline import it without torch.
 
-A :class:`TruncatedPrior` is the user's prior multiplied by the indicator of a
-region, the only kind of restricted prior used for training here: a network
-trained with the ordinary NPE loss on draws from it learns the posterior under
-the user's prior wherever the region holds the posterior mass (truncated
-sequential NPE, Deistler et al. 2022), whereas draws from any other proposal
-would make it learn the posterior under that proposal (sbi issue 1334).
+The user's prior restricted to a region is
+:class:`xspec_sbi.inference.truncation.TruncatedPrior`.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Mapping, Sequence
 
 import numpy as np
-import torch
 from scipy.special import expit, logit
-from torch.distributions import Distribution, constraints
 
 from xspec_sbi.model.parameters import ParameterSpec
 
 __all__ = [
     "PriorError",
+    "KINDS",
     "ParameterPrior",
     "BoxPrior",
-    "TruncatedPrior",
-    "TorchBoxPrior",
     "build_prior",
-    "truncate",
-    "table1_prior",
-    "table1_frozen",
 ]
 
-_KINDS = ("uniform", "log")
+#: Kinds of one-parameter prior: uniform in the parameter, or in its logarithm.
+KINDS = ("uniform", "log")
 
 
 class PriorError(ValueError):
@@ -71,9 +62,9 @@ class ParameterPrior:
     unit: str = ""
 
     def __post_init__(self) -> None:
-        if self.kind not in _KINDS:
+        if self.kind not in KINDS:
             raise PriorError(
-                f"prior of {self.name!r}: kind {self.kind!r} is not one of {_KINDS}"
+                f"prior of {self.name!r}: kind {self.kind!r} is not one of {KINDS}"
             )
         lo, hi = float(self.lower), float(self.upper)
         if not (math.isfinite(lo) and math.isfinite(hi)):
@@ -174,7 +165,8 @@ class BoxPrior:
         g_lo[log], g_hi[log] = np.log(lo[log]), np.log(hi[log])
         return g_lo, g_hi
 
-    def _check_theta(self, theta: np.ndarray) -> np.ndarray:
+    def check_theta(self, theta: np.ndarray) -> np.ndarray:
+        """theta as a float (n, n_dim) array; PriorError naming the parameters otherwise."""
         theta = np.asarray(theta, dtype=float)
         if theta.ndim != 2 or theta.shape[1] != self.n_dim:
             raise PriorError(
@@ -219,12 +211,12 @@ class BoxPrior:
 
     def contains(self, theta: np.ndarray) -> np.ndarray:
         """(n,) bool: True where every parameter lies within its bounds (inclusive)."""
-        theta = self._check_theta(theta)
+        theta = self.check_theta(theta)
         return np.all((theta >= self.lower) & (theta <= self.upper), axis=1)
 
     def log_prob(self, theta: np.ndarray) -> np.ndarray:
         """(n,) log prior density of theta (per unit of each parameter); -inf outside."""
-        theta = self._check_theta(theta)
+        theta = self.check_theta(theta)
         lo, hi, log = self.lower, self.upper, self.is_log
         inside = self.contains(theta)
         safe = np.where(inside[:, None], theta, (lo + hi) / 2)
@@ -245,7 +237,7 @@ class BoxPrior:
         -------
         z : (n, n_dim) ndarray
         """
-        theta = self._check_theta(theta)
+        theta = self.check_theta(theta)
         with np.errstate(divide="ignore", invalid="ignore"):
             return logit(self.to_unit(theta))
 
@@ -266,67 +258,13 @@ class BoxPrior:
 
     def log_abs_det_jacobian(self, theta: np.ndarray) -> np.ndarray:
         """(n,) ``log|det dz/dtheta|`` of :meth:`to_unconstrained` at theta (inside the box)."""
-        theta = self._check_theta(theta)
+        theta = self.check_theta(theta)
         g_lo, g_hi = self._g_bounds()
         u = self.to_unit(theta)
         with np.errstate(divide="ignore", invalid="ignore"):
             log_gprime = np.where(self.is_log, -np.log(np.where(theta > 0, theta, np.nan)), 0.0)
             terms = -np.log(u) - np.log1p(-u) + log_gprime - np.log(g_hi - g_lo)
         return terms.sum(axis=1)
-
-    # -- torch face --------------------------------------------------------
-    def to_torch(self) -> TorchBoxPrior:
-        """A ``torch.distributions.Distribution`` view for ``sbi``."""
-        return TorchBoxPrior(self)
-
-
-class TorchBoxPrior(Distribution):
-    """Torch view of a :class:`BoxPrior` (sample/log_prob on tensors, support).
-
-    Sampling uses torch's global generator, as ``sbi`` expects of a prior; seed it
-    with ``torch.manual_seed`` for reproducible draws.
-    """
-
-    arg_constraints: dict = {}
-    has_rsample = False
-
-    def __init__(self, prior: BoxPrior) -> None:
-        self.prior = prior
-        self._lower = torch.as_tensor(prior.lower, dtype=torch.float32)
-        self._upper = torch.as_tensor(prior.upper, dtype=torch.float32)
-        super().__init__(batch_shape=torch.Size(), event_shape=torch.Size([prior.n_dim]),
-                         validate_args=False)
-
-    @property
-    def support(self):
-        return constraints.independent(constraints.interval(self._lower, self._upper), 1)
-
-    @property
-    def mean(self) -> torch.Tensor:
-        lo, hi, log = self.prior.lower, self.prior.upper, self.prior.is_log
-        m = (lo + hi) / 2
-        m[log] = (hi[log] - lo[log]) / np.log(hi[log] / lo[log])
-        return torch.as_tensor(m, dtype=torch.float32)
-
-    @property
-    def variance(self) -> torch.Tensor:
-        lo, hi, log = self.prior.lower, self.prior.upper, self.prior.is_log
-        m = self.mean.double().numpy()
-        second = (lo**2 + lo * hi + hi**2) / 3
-        second[log] = (hi[log] ** 2 - lo[log] ** 2) / (2 * np.log(hi[log] / lo[log]))
-        return torch.as_tensor(second - m**2, dtype=torch.float32)
-
-    def sample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
-        shape = torch.Size(sample_shape)
-        u = torch.rand(shape.numel(), self.prior.n_dim, dtype=torch.float64)
-        theta = self.prior.from_unit(u.numpy())
-        return torch.as_tensor(theta, dtype=torch.float32).reshape(*shape, self.prior.n_dim)
-
-    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        value = torch.as_tensor(value)
-        flat = value.detach().reshape(-1, self.prior.n_dim).double().cpu().numpy()
-        lp = self.prior.log_prob(flat)
-        return torch.as_tensor(lp, dtype=torch.float32).reshape(value.shape[:-1])
 
 
 # -- construction from parameter specs --------------------------------------
@@ -397,206 +335,3 @@ def _parse_override(spec: ParameterSpec, entry: tuple | str) -> tuple[str, float
         return str(kind), float(lo), float(hi)
     except (TypeError, ValueError) as exc:
         raise PriorError(f"prior override for {spec.name!r}: bounds must be numbers, got {entry!r}") from exc
-
-
-_TABLE1 = {
-    1: {"TBabs.nH": (0.1, 0.3), "powerlaw.PhoIndex": (0.5, 2.5), "powerlaw.norm": (0.01, 100.0)},
-    2: {"TBabs.nH": (0.15, 0.35), "powerlaw.PhoIndex": (1.0, 3.0), "powerlaw.norm": (0.01, 10.0),
-        "bbodyrad.kT": (0.3, 3.0), "bbodyrad.norm": (1.0, 1e5)},
-    3: {"powerlaw.norm": (0.1, 10.0), "bbodyrad.kT": (0.1, 4.5), "bbodyrad.norm": (0.1, 1e5)},
-}
-_TABLE1_FROZEN = {1: {}, 2: {}, 3: {"TBabs.nH": 0.2, "powerlaw.PhoIndex": 1.7}}
-
-
-def table1_prior(model_number: int, norm: str = "log") -> dict[str, tuple[str, float, float]]:
-    """Prior overrides of Table 1 of Barret & Dupourque (set-ups 1, 2, 3).
-
-    Model 1 is ``tbabs*powerlaw``; models 2 and 3 are ``tbabs*(powerlaw+bbodyrad)``,
-    model 3 with ``TBabs.nH`` = 0.2 (10^22 cm^-2) and ``powerlaw.PhoIndex`` = 1.7
-    frozen (see :func:`table1_frozen`). ``TBabs.nH``, ``powerlaw.PhoIndex`` and
-    ``bbodyrad.kT`` (keV) are uniform; the normalisations (photons keV^-1 cm^-2 s^-1
-    at 1 keV; R_km^2/D_10^2) are log-uniform or uniform as ``norm`` says (the
-    paper allows both and uses log-uniform).
-
-    Parameters
-    ----------
-    model_number : {1, 2, 3}
-    norm : {"log", "uniform"}
-
-    Returns
-    -------
-    dict
-        ``{name: (kind, lower, upper)}``, ready for :func:`build_prior`.
-    """
-    if model_number not in _TABLE1:
-        raise PriorError(f"table1_prior: model_number must be 1, 2 or 3, got {model_number!r}")
-    if norm not in _KINDS:
-        raise PriorError(f"table1_prior: norm must be one of {_KINDS}, got {norm!r}")
-    return {
-        name: ((norm if name.endswith(".norm") else "uniform"), lo, hi)
-        for name, (lo, hi) in _TABLE1[model_number].items()
-    }
-
-
-def table1_frozen(model_number: int) -> dict[str, float]:
-    """Parameters frozen in Table 1's set-up ``model_number``: ``{name: value}``."""
-    if model_number not in _TABLE1_FROZEN:
-        raise PriorError(f"table1_frozen: model_number must be 1, 2 or 3, got {model_number!r}")
-    return dict(_TABLE1_FROZEN[model_number])
-
-
-# -- truncation -----------------------------------------------------------
-Region = Callable[[np.ndarray], np.ndarray]
-
-
-@dataclass(frozen=True, eq=False)
-class TruncatedPrior:
-    """The user's prior times the indicator of a region, inside a sub-box.
-
-    Build it with :func:`truncate`. Draws come from the prior restricted to the
-    sub-box (exact: the prior factorises) and are kept when ``region`` accepts
-    them, so the density is ``prior(theta) * 1[theta in region and box] / mass``.
-
-    Parameters
-    ----------
-    prior : BoxPrior
-        The user's prior.
-    region : callable
-        ``region(theta (n, n_dim)) -> (n,) bool``.
-    lower, upper : (n_dim,) ndarray
-        Sub-box enclosing the region, within the prior bounds.
-    acceptance : float
-        Fraction of sub-box draws the region accepted, measured at construction.
-    mass : float
-        Estimated prior mass of the truncated region (sub-box mass x acceptance).
-    label : str
-        What defined the region (for reports).
-    """
-
-    prior: BoxPrior
-    region: Region
-    lower: np.ndarray
-    upper: np.ndarray
-    acceptance: float
-    mass: float
-    label: str = ""
-    _box: BoxPrior = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        box = BoxPrior(tuple(
-            ParameterPrior(p.name, p.kind, lo, hi, p.unit)
-            for p, lo, hi in zip(self.prior.parameters, self.lower, self.upper)
-        ))
-        object.__setattr__(self, "_box", box)
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        return self.prior.names
-
-    @property
-    def n_dim(self) -> int:
-        return self.prior.n_dim
-
-    def contains(self, theta: np.ndarray) -> np.ndarray:
-        """(n,) bool: inside the sub-box and the region."""
-        theta = self.prior._check_theta(theta)
-        inside = self._box.contains(theta)
-        out = np.zeros(len(theta), dtype=bool)
-        if inside.any():
-            out[inside] = np.asarray(self.region(theta[inside]), dtype=bool)
-        return out
-
-    def log_prob(self, theta: np.ndarray) -> np.ndarray:
-        """(n,) log density (normalised with the estimated :attr:`mass`); -inf outside."""
-        inside = self.contains(theta)
-        lp = self.prior.log_prob(theta) - math.log(self.mass)
-        return np.where(inside, lp, -np.inf)
-
-    def sample(self, n: int, *, rng: np.random.Generator | int,
-               max_candidates: int = 50_000_000) -> np.ndarray:
-        """Draw ``n`` parameter vectors by rejection from the prior on the sub-box.
-
-        Parameters
-        ----------
-        n : int
-        rng : numpy.random.Generator or int
-        max_candidates : int
-            Give up (RuntimeError) after this many candidate draws.
-
-        Returns
-        -------
-        theta : (n, n_dim) ndarray
-        """
-        rng = np.random.default_rng(rng)
-        n = int(n)
-        kept, n_kept, n_tried = [], 0, 0
-        acc = max(self.acceptance, 1e-3)
-        while n_kept < n:
-            batch = int(min(max(1.2 * (n - n_kept) / acc, 256), 2_000_000))
-            cand = self._box.sample(batch, rng=rng)
-            good = cand[np.asarray(self.region(cand), dtype=bool)]
-            kept.append(good)
-            n_kept += len(good)
-            n_tried += batch
-            if n_kept < n and n_tried >= max_candidates:
-                raise RuntimeError(
-                    f"truncated prior ({self.label}): only {n_kept} of {n} draws accepted "
-                    f"after {n_tried} candidates"
-                )
-        return np.concatenate(kept)[:n]
-
-
-def truncate(
-    prior: BoxPrior,
-    region: Region,
-    *,
-    rng: np.random.Generator | int,
-    lower: np.ndarray | None = None,
-    upper: np.ndarray | None = None,
-    n_probe: int = 20_000,
-    label: str = "",
-) -> TruncatedPrior:
-    """Truncate the user's prior to ``region`` (inside an optional sub-box).
-
-    Parameters
-    ----------
-    prior : BoxPrior
-    region : callable
-        ``region(theta (n, n_dim)) -> (n,) bool``.
-    rng : numpy.random.Generator or int
-        Used to measure the acceptance fraction.
-    lower, upper : (n_dim,) ndarray, optional
-        Sub-box enclosing the region (clipped to the prior bounds); default the prior box.
-    n_probe : int
-        Candidate draws used to measure the acceptance fraction.
-    label : str
-
-    Returns
-    -------
-    TruncatedPrior
-
-    Raises
-    ------
-    PriorError
-        When no probe draw falls in the region.
-    """
-    rng = np.random.default_rng(rng)
-    lo = prior.lower if lower is None else np.clip(np.asarray(lower, float), prior.lower, prior.upper)
-    hi = prior.upper if upper is None else np.clip(np.asarray(upper, float), prior.lower, prior.upper)
-    if np.any(lo >= hi):
-        bad = [n for n, a, b in zip(prior.names, lo, hi) if a >= b]
-        raise PriorError(f"truncation sub-box is empty along {bad}")
-    probe_prior = BoxPrior(tuple(
-        ParameterPrior(p.name, p.kind, a, b, p.unit) for p, a, b in zip(prior.parameters, lo, hi)
-    ))
-    probe = probe_prior.sample(n_probe, rng=rng)
-    acceptance = float(np.mean(np.asarray(region(probe), dtype=bool)))
-    if acceptance == 0.0:
-        raise PriorError(f"truncation region ({label}) accepted none of {n_probe} prior draws")
-    # Prior mass of the sub-box: product over parameters of the warped width fraction.
-    g = lambda p, v: math.log(v) if p.kind == "log" else v  # noqa: E731
-    box_mass = float(np.prod([
-        (g(p, b) - g(p, a)) / (g(p, p.upper) - g(p, p.lower))
-        for p, a, b in zip(prior.parameters, lo, hi)
-    ]))
-    return TruncatedPrior(prior, region, lo, hi, acceptance, box_mass * acceptance, label)

@@ -12,7 +12,7 @@ Two ways to find the region of the prior worth simulating:
   observation(s) defines the region (highest-density region, union over
   observations).
 
-Either way the result is a :class:`xspec_sbi.inference.priors.TruncatedPrior`: the user's
+Either way the result is a :class:`xspec_sbi.inference.truncation.TruncatedPrior`: the user's
 prior times the indicator of the region, sampled by rejection from the prior.
 Training on it gives the posterior under the user's prior (exact where the
 region holds the posterior mass); training on any other proposal, e.g. the
@@ -30,9 +30,13 @@ import numpy as np
 import torch
 from scipy.stats import chi2
 
-from xspec_sbi.inference.npe import (NeuralPosterior, NPEConfig, Simulator, fit_single_round, hpd_truncation, seeded_torch,
-                  torch_threads)
-from xspec_sbi.inference.priors import BoxPrior, TruncatedPrior, truncate
+from xspec_sbi.inference.config import NPEConfig
+from xspec_sbi.inference.posterior import NeuralPosterior
+from xspec_sbi.inference.priors import BoxPrior
+from xspec_sbi.inference.rounds import hpd_truncation
+from xspec_sbi.inference.torch_state import seeded_torch, torch_threads
+from xspec_sbi.inference.training import SimulateFn, fit_single_round
+from xspec_sbi.inference.truncation import TruncatedPrior, truncate
 
 __all__ = [
     "RestrictionError",
@@ -187,7 +191,7 @@ def _train_classifier(prior: BoxPrior, theta: np.ndarray, labels: np.ndarray, *,
 
 
 def restrict_by_classifier(
-    simulate: Simulator,
+    simulate: SimulateFn,
     prior: BoxPrior,
     condition: CountWindow | BestFraction,
     *,
@@ -211,7 +215,7 @@ def restrict_by_classifier(
 
     Parameters
     ----------
-    simulate : callable
+    simulate : SimulateFn
         ``simulate(theta (n, n_dim), rng) -> (n, n_bins)`` counts.
     prior : BoxPrior
         The user's prior.
@@ -301,7 +305,7 @@ def _accepted_box(prior: BoxPrior, parent: TruncatedPrior | None, region: Callab
 
 
 def restrict_by_coarse_inference(
-    simulate: Simulator,
+    simulate: SimulateFn,
     prior: BoxPrior,
     x_obs: np.ndarray,
     *,
@@ -321,7 +325,7 @@ def restrict_by_coarse_inference(
 
     Parameters
     ----------
-    simulate : callable
+    simulate : SimulateFn
     prior : BoxPrior
     x_obs : (n_bins,) or (m, n_bins) ndarray
         Observed counts per bin.

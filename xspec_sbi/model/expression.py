@@ -1,132 +1,27 @@
-"""XSPEC model expressions: ``model.dat``, XSPEC's algebra, parameters, evaluation.
+"""XSPEC model expressions: XSPEC's algebra and the parameters of a model.
 
 ``Model("tbabs*(powerlaw+bbodyrad)")`` parses an expression as XSPEC does
 (case-insensitive names, abbreviations, implicit multiplication), lists its
 parameters with PyXspec's names and XSPEC's six values, and evaluates a batch
 of parameter vectors on an energy grid with XSPEC's own model functions.
-
-Speed comes from identities that hold exactly for XSPEC's functions and are
-tested against direct calls:
-
-* additive components are linear in their norm (XSPEC itself multiplies the
-  norm in after the call);
-* single-parameter photoelectric absorbers obey ``f(nH) = f(1) ** nH``
-  (``tbabs``, ``phabs``: exp of nH times a cross-section; not ``wabs``, whose
-  values break it);
-* ``powerlaw`` has XSPEC's closed-form bin integral;
-* a component whose parameters do not vary across the batch is computed once,
-  and repeated parameter vectors are computed once.
+The component list is :mod:`xspec_sbi.model.catalogue`; evaluating a parsed
+expression (and the identities that make it fast) is
+:mod:`xspec_sbi.model.evaluation`.
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
-from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 
 from xspec_sbi.model import library as xslibrary
-from xspec_sbi.model.parameters import ParameterSpec
+from xspec_sbi.model.catalogue import ComponentInfo, ModelError, component_catalog, lookup
+from xspec_sbi.model.evaluation import Evaluator, powerlaw_integral
+from xspec_sbi.model.parameters import ParameterSpec, parameter_index
 
-__all__ = ["ModelError", "ComponentInfo", "Component", "Model", "component_catalog"]
-
-
-class ModelError(ValueError):
-    """An XSPEC model expression or parameter is invalid."""
-
-
-@dataclass(frozen=True)
-class ComponentInfo:
-    """One entry of XSPEC's ``model.dat``.
-
-    Parameters
-    ----------
-    name : str
-        Name as written in ``model.dat`` (``"TBabs"``, ``"powerlaw"``).
-    kind : str
-        ``"add"``, ``"mul"``, ``"con"``, ``"mix"``, ...
-    symbol : str
-        C-interface symbol: the listed function when it starts with ``C_``,
-        otherwise ``C_<name>``.
-    emin, emax : float
-        Energy range of validity, keV.
-    parameters : tuple of tuple
-        ``(name, unit, value, min, bot, top, max, delta, special)`` where
-        ``special`` is ``""``, ``"$"`` (switch) or ``"*"`` (scale).
-    """
-
-    name: str
-    kind: str
-    symbol: str
-    emin: float
-    emax: float
-    parameters: tuple
-
-
-_NUMBER = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eEdD][-+]?\d+)?$")
-
-
-def _tokens(line: str) -> list[str]:
-    # Units are sometimes quoted (" ", "keV"), sometimes bare (keV(_pl)).
-    return [a if a else b for a, b in re.findall(r'"([^"]*)"|(\S+)', line)]
-
-
-def _float(text: str) -> float:
-    return float(text.replace("d", "e").replace("D", "E"))
-
-
-def parse_model_dat(path: str | Path) -> dict[str, ComponentInfo]:
-    """Parse XSPEC's ``model.dat`` into an ordered dict by lower-case name."""
-    text = Path(path).read_text(errors="replace").splitlines()
-    catalog: dict[str, ComponentInfo] = {}
-    i = 0
-    while i < len(text):
-        head = text[i].split()
-        i += 1
-        if len(head) < 6 or not head[1].isdigit():
-            continue
-        name, npar, emin, emax, func, kind = head[:6]
-        params = []
-        for _ in range(int(npar)):
-            toks = _tokens(text[i]) if i < len(text) else []
-            i += 1
-            if not toks:
-                continue
-            pname = toks[0]
-            special = pname[0] if pname[0] in "$*" else ""
-            pname = pname.lstrip("$*")
-            nums = [t for t in toks[1:] if _NUMBER.match(t)]
-            unit = " ".join(t for t in toks[1:] if not _NUMBER.match(t)).strip()
-            if special or len(nums) < 6:
-                value = _float(nums[0]) if nums else 0.0
-                params.append((pname, unit, value, value, value, value, value, -1.0, special or "$"))
-            else:
-                v, mn, bot, top, mx, delta = map(_float, nums[-6:])
-                params.append((pname, unit, v, mn, bot, top, mx, delta, ""))
-        symbol = func if func.startswith("C_") else f"C_{name}"
-        catalog.setdefault(name.lower(), ComponentInfo(
-            name=name, kind=kind, symbol=symbol, emin=_float(emin), emax=_float(emax),
-            parameters=tuple(params)))
-    return catalog
-
-
-@lru_cache(maxsize=1)
-def component_catalog() -> dict[str, ComponentInfo]:
-    """XSPEC's component list for the loaded library, by lower-case name."""
-    return parse_model_dat(xslibrary.model_dat_path())
-
-
-def _lookup(word: str, catalog: dict[str, ComponentInfo]) -> ComponentInfo:
-    key = word.lower()
-    if key in catalog:
-        return catalog[key]
-    # XSPEC accepts abbreviations and takes the first match in model.dat's
-    # order ("po" is powerlaw, listed before posm).
-    for name, info in catalog.items():
-        if name.startswith(key):
-            return info
-    raise ModelError(f"unknown model component {word!r} (not in XSPEC's model.dat)")
+__all__ = ["ModelError", "ComponentInfo", "Component", "Model", "component_catalog",
+           "powerlaw_integral"]
 
 
 # --- expression parsing ----------------------------------------------------
@@ -226,7 +121,7 @@ class _Parser:
             return tree
         if tok in ")*+":
             raise ModelError(f"unexpected {tok!r} in model expression {self.expr!r}")
-        self.components.append(_lookup(tok, self.catalog))
+        self.components.append(lookup(tok, self.catalog))
         return ("c", len(self.components) - 1)
 
 
@@ -255,9 +150,6 @@ def _kind(tree, comps) -> str:
 # --- the model ---------------------------------------------------------------
 
 _LINK = re.compile(r"^=\s*(?:([-+0-9.eE]+)\s*\*\s*)?p(\d+)\s*$", re.IGNORECASE)
-# Single-parameter absorbers for which f(nH) = f(1)**nH was checked against
-# XSPEC (tests). Not wabs: its values break the identity by tens of percent.
-_POWER_IN_NH = {"tbabs", "phabs"}
 
 
 class Model:
@@ -334,16 +226,7 @@ class Model:
 
     def index_of(self, name: str) -> int:
         """0-based position of a parameter given by name (case-insensitive) or 1-based number."""
-        if isinstance(name, (int, np.integer)):
-            if not 1 <= name <= len(self.parameters):
-                raise ModelError(f"parameter number {name} is outside 1..{len(self.parameters)}")
-            return int(name) - 1
-        key = name.lower()
-        for i, p in enumerate(self.parameters):
-            if p.name.lower() == key:
-                return i
-        raise ModelError(f"no parameter {name!r} in model {self.expression!r}; known: "
-                         + ", ".join(p.name for p in self.parameters))
+        return parameter_index(self.parameters, name, self.expression, ModelError)
 
     @property
     def free_parameters(self) -> tuple[ParameterSpec, ...]:
@@ -391,7 +274,7 @@ class Model:
     def probe(self, settings=None) -> None:
         """Refuse, with the component's name, models that cannot run here."""
         xslibrary.probe_models([
-            (c.info.name, c.info.symbol, c.info.kind, [row[2] for row in c.info.parameters])
+            (c.info.name, c.info.model_function.listed, c.info.kind, [row[2] for row in c.info.parameters])
             for c in self.components if c.info.name.lower() != "powerlaw"
         ] or [], settings)
 
@@ -437,112 +320,4 @@ class Model:
         """
         edges = np.ascontiguousarray(energy_edges, dtype=np.float64)
         values = self.all_values(theta)
-        return _Evaluator(self, edges).run(values)
-
-
-class _Evaluator:
-    def __init__(self, model: Model, edges: np.ndarray):
-        self.model = model
-        self.edges = edges
-
-    def run(self, values):
-        return self._eval(self.model._tree, values)
-
-    def _eval(self, tree, values):
-        if tree[0] == "c":
-            return self._component(self.model.components[tree[1]], values)
-        parts = [self._eval(t, values) for t in tree[1]]
-        out = parts[0]
-        for p in parts[1:]:
-            out = out + p if tree[0] == "+" else out * p
-        return out
-
-    def _component(self, comp: Component, values):
-        info = comp.info
-        n_own = len(info.parameters)
-        pars = values[:, comp.first_parameter:comp.first_parameter + n_own]
-        key = info.name.lower()
-        if key == "powerlaw":
-            shape = powerlaw_integral(self.edges, pars[:, 0])
-        elif key in _POWER_IN_NH and n_own == 1:
-            log_unit = _log_unit_absorption(info.symbol, self.edges, xslibrary.current_settings())
-            shape = _power(log_unit, pars[:, 0])
-        else:
-            shape = _by_unique_rows(info.symbol, self.edges, pars)
-        if info.kind == "add":
-            shape = shape * values[:, comp.first_parameter + n_own][:, None]
-        return shape
-
-
-def powerlaw_integral(edges: np.ndarray, index: np.ndarray) -> np.ndarray:
-    """XSPEC's ``powerlaw`` with norm 1: the bin integral of E^-index.
-
-    Parameters
-    ----------
-    edges : ndarray (n_e + 1,), keV
-    index : ndarray (n_batch,)
-        Photon index.
-
-    Returns
-    -------
-    ndarray (n_batch, n_e), photons cm^-2 s^-1 per bin
-
-    Notes
-    -----
-    ``(E_hi^(1-a) - E_lo^(1-a)) / (1-a)``, and ``ln(E_hi/E_lo)`` at ``a = 1``,
-    the same closed form as XSPEC's C_powerLaw (checked against it in tests).
-    """
-    a = np.asarray(index, dtype=np.float64)[:, None]
-    s = 1.0 - a
-    log_edges = np.log(edges)[None, :]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        p = np.exp(s * log_edges)
-        out = (p[:, 1:] - p[:, :-1]) / s
-    flat = np.abs(s[:, 0]) < 1e-10
-    if flat.any():
-        out[flat] = (log_edges[:, 1:] - log_edges[:, :-1])
-    return out
-
-
-_unit_cache: dict = {}
-
-
-def _log_unit_absorption(symbol, edges, settings):
-    """ln f(nH=1) of an absorber, cached per grid and XSPEC settings.
-
-    Where f(1) underflows (deep absorption at low energy; phabs
-    compute in single precision, so below ~1e-30) the logarithm is recovered
-    from f(1e-3) * 1e3, so f(nH) stays right for small nH. For those
-    single-precision absorbers the identity holds to their own rounding
-    (~1e-7 relative per unit optical depth); for tbabs to ~1e-14.
-    """
-    key = (symbol, edges.tobytes(), settings)
-    if key not in _unit_cache:
-        if len(_unit_cache) > 16:
-            _unit_cache.clear()
-        with np.errstate(divide="ignore"):
-            log_one = np.log(xslibrary.call_model(symbol, edges, np.array([1.0])))
-            small = ~(log_one > np.log(1e-30))
-            if small.any():
-                log_milli = np.log(xslibrary.call_model(symbol, edges, np.array([1e-3])))
-                log_one[small] = 1e3 * log_milli[small]
-        _unit_cache[key] = log_one
-    return _unit_cache[key]
-
-
-def _power(log_unit: np.ndarray, nh: np.ndarray) -> np.ndarray:
-    """``exp(nh * ln f(1))`` for a batch; 1 at nH = 0 even where ln f(1) = -inf."""
-    with np.errstate(invalid="ignore"):
-        out = np.exp(nh[:, None] * log_unit[None, :])
-    dead = np.isneginf(log_unit)
-    if dead.any():
-        out[:, dead] = np.where(nh[:, None] == 0.0, 1.0, 0.0)
-    return out
-
-
-def _by_unique_rows(symbol, edges, pars):
-    uniq, inverse = np.unique(pars, axis=0, return_inverse=True)
-    rows = np.empty((uniq.shape[0], edges.size - 1))
-    for j, p in enumerate(uniq):
-        rows[j] = xslibrary.call_model(symbol, edges, p)
-    return rows[inverse.reshape(-1)]
+        return Evaluator(self, edges).run(values)

@@ -1,9 +1,11 @@
-"""XSPEC's model library, loaded through the ``xspectrampoline`` wheel.
+"""XSPEC's model library: settings, one model call, and probing models.
 
-This module is the only place that talks to the C library: it loads it,
-checks that its data tree is usable, sets XSPEC's abundance and
-cross-section tables, calls one model function on one energy grid, and
-probes in a child process whether a model can run at all.
+This module is the only place that calls the C library: it loads it (which
+library, and how, is :mod:`xspec_sbi.model.loading`), checks that its data
+tree is usable, sets XSPEC's abundance and cross-section tables, calls one
+model function on one energy grid (by the interface ``model.dat`` names,
+:mod:`xspec_sbi.model.functions`), and probes in a child process whether a
+model can run at all.
 
 The library is not thread-safe (``tbabs`` crashed under threads): run
 models from one thread per process, and parallelise with processes that are
@@ -11,10 +13,8 @@ each set up with :func:`configure` (XSPEC's settings are per process).
 """
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import json
-import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -22,6 +22,10 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+
+from xspec_sbi.model import loading
+from xspec_sbi.model.functions import ModelFunction, bind, model_function
+from xspec_sbi.model.loading import XspecLibraryError, quiet_stdout
 
 __all__ = [
     "XspecLibraryError",
@@ -38,10 +42,6 @@ __all__ = [
 # XSPEC's start-up defaults (Xset.abund, Xset.xsect).
 DEFAULT_ABUND = "angr"
 DEFAULT_XSECT = "vern"
-
-
-class XspecLibraryError(RuntimeError):
-    """The XSPEC library cannot be loaded or is set up wrongly."""
 
 
 class ModelUnavailableError(XspecLibraryError):
@@ -65,64 +65,53 @@ class XspecSettings:
 
 
 class _Library:
-    """Handles to the loaded library and its settings functions."""
+    """Handles to the loaded library, its settings functions and its model callers."""
 
-    def __init__(self):
-        try:
-            with _quiet_stdout():  # FNINIT announces the default tables
-                import xspectrampoline
-        except Exception as exc:  # the wheel raises its own NoLibXSPEC
-            raise XspecLibraryError(
-                "could not load XSPEC's model library through xspectrampoline "
-                f"(HEADAS={os.environ.get('HEADAS')!r}): {exc!r}. If $HEADAS is set, "
-                "check it points at a HEASoft installation, or unset it to use the "
-                "bundled library."
-            ) from exc
-        self.headas = Path(xspectrampoline.get_HEADAS())
-        self.functions = xspectrampoline.get_libraries().lib_xs_functions
-        f = self.functions
-        f.FGABND.restype = ctypes.c_float
-        f.FGABND.argtypes = [ctypes.c_char_p]
-        f.FGSOLR.restype = ctypes.c_char_p
-        f.FGXSCT.restype = ctypes.c_char_p
-        f.FGDATD.restype = ctypes.c_char_p
-        f.FPSOLR.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_int)]
-        f.FPXSCT.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_int)]
-        self._symbols: dict[str, object] = {}
+    def __init__(self, source: loading.LibrarySource | None = None):
+        self.loaded = loading.load(source or loading.choose_source())
+        self.source = self.loaded.source
+        self.headas = self.source.headas
+        self.functions = self.loaded.functions
+        find = self.loaded.find
+        self.FGABND, self.FGSOLR, self.FGXSCT, self.FGDATD, self.FPSOLR, self.FPXSCT = (
+            find(n) for n in ("FGABND", "FGSOLR", "FGXSCT", "FGDATD", "FPSOLR", "FPXSCT"))
+        self.FGABND.restype = ctypes.c_float
+        self.FGABND.argtypes = [ctypes.c_char_p]
+        self.FGSOLR.restype = ctypes.c_char_p
+        self.FGXSCT.restype = ctypes.c_char_p
+        self.FGDATD.restype = ctypes.c_char_p
+        self.FPSOLR.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_int)]
+        self.FPXSCT.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_int)]
+        self._callers: dict[ModelFunction, object] = {}
         self._check_data_tree()
 
     def _check_data_tree(self):
         # A $HEADAS without spectral/ loads fine but every abundance reads 0,
         # and tbabs then silently absorbs with hydrogen only.
-        if self.functions.FGABND(b"He") <= 0.0 or self.functions.FGABND(b"Fe") <= 0.0:
+        if self.FGABND(b"He") <= 0.0 or self.FGABND(b"Fe") <= 0.0:
             raise XspecLibraryError(
                 f"XSPEC's data tree under HEADAS={self.headas} is unusable: the "
                 "abundance of He/Fe reads 0, so absorption models would be wrong. "
                 "Point $HEADAS at a HEASoft installation with spectral/manager, or "
-                "unset it to use the library bundled with xspectrampoline."
+                f"set {loading.ENV_VAR}=bundled (or unset HEADAS) to use the library "
+                "bundled with xspectrampoline."
             )
 
-    def symbol(self, name: str):
-        """ctypes function for a C-interface model symbol (``C_...``)."""
+    def caller(self, function: ModelFunction):
+        """Python caller of one model function (see :func:`xspec_sbi.model.functions.bind`)."""
         try:
-            return self._symbols[name]
+            return self._callers[function]
         except KeyError:
             pass
         try:
-            fn = getattr(self.functions, name)
+            fn = self.loaded.find(function.symbol)
         except AttributeError:
             raise ModelUnavailableError(
-                f"symbol {name!r} is not in XSPEC's library at {self.headas}"
+                f"symbol {function.symbol!r} ({function.interface} interface of model.dat's "
+                f"{function.listed!r}) is not in {self.source}"
             ) from None
-        fn.argtypes = [
-            ctypes.POINTER(ctypes.c_double), ctypes.c_int,
-            ctypes.POINTER(ctypes.c_double), ctypes.c_int,
-            ctypes.POINTER(ctypes.c_double), ctypes.POINTER(ctypes.c_double),
-            ctypes.c_char_p,
-        ]
-        fn.restype = None
-        self._symbols[name] = fn
-        return fn
+        self._callers[function] = bind(fn, function.interface)
+        return self._callers[function]
 
 
 @lru_cache(maxsize=1)
@@ -130,8 +119,10 @@ def library() -> _Library:
     """The process's loaded library (loaded and checked on first use)."""
     lib = _Library()
     # XSPEC starts at angr/vern; a child process must not inherit another
-    # table silently, so make the default explicit.
-    _apply(lib, XspecSettings())
+    # table silently, so make the default explicit. Not when PyXspec loaded
+    # the library first: its tables are then the user's Xset.abund/xsect.
+    if not lib.loaded.shared:
+        _apply(lib, XspecSettings())
     return lib
 
 
@@ -139,7 +130,7 @@ def model_dat_path() -> Path:
     """Path of XSPEC's ``model.dat`` for the loaded library."""
     lib = library()
     candidates = [
-        Path(lib.functions.FGDATD().decode()) / "model.dat",
+        Path(lib.FGDATD().decode()) / "model.dat",
         lib.headas / "spectral" / "manager" / "model.dat",
         lib.headas / ".." / "spectral" / "manager" / "model.dat",
     ]
@@ -152,38 +143,19 @@ def model_dat_path() -> Path:
     )
 
 
-@contextlib.contextmanager
-def _quiet_stdout():
-    """Silence C-level stdout: the library prints banners on first use."""
-    sys.stdout.flush()
-    try:
-        saved = os.dup(1)
-    except OSError:  # no usable fd 1 (embedded interpreters): nothing to silence
-        yield
-        return
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, 1)
-        os.close(devnull)
-        yield
-    finally:
-        os.dup2(saved, 1)
-        os.close(saved)
-
-
 def _apply(lib: _Library, settings: XspecSettings) -> None:
-    with _quiet_stdout():
+    with quiet_stdout():
         _apply_loud(lib, settings)
 
 
 def _apply_loud(lib: _Library, settings: XspecSettings) -> None:
     ierr = ctypes.c_int(0)
-    lib.functions.FPSOLR(settings.abund.encode(), ctypes.byref(ierr))
+    lib.FPSOLR(settings.abund.encode(), ctypes.byref(ierr))
     if ierr.value != 0:
         raise XspecLibraryError(
             f"abundance table {settings.abund!r} (Xset.abund) is not known to XSPEC"
         )
-    lib.functions.FPXSCT(settings.xsect.encode(), ctypes.byref(ierr))
+    lib.FPXSCT(settings.xsect.encode(), ctypes.byref(ierr))
     if ierr.value != 0:
         raise XspecLibraryError(
             f"cross-section table {settings.xsect!r} (Xset.xsect) is not known to XSPEC"
@@ -203,46 +175,43 @@ def configure(settings: XspecSettings) -> None:
 
 def current_settings() -> XspecSettings:
     """The abundance and cross-section tables XSPEC uses in this process."""
-    f = library().functions
-    return XspecSettings(abund=f.FGSOLR().decode().strip(), xsect=f.FGXSCT().decode().strip())
+    lib = library()
+    return XspecSettings(abund=lib.FGSOLR().decode().strip(), xsect=lib.FGXSCT().decode().strip())
 
 
-def call_model(symbol: str, energy_edges: np.ndarray, params: np.ndarray,
+def call_model(function: str | ModelFunction, energy_edges: np.ndarray, params: np.ndarray,
                spectrum: int = 1, init: str = "") -> np.ndarray:
-    """Evaluate one XSPEC C-interface model function once.
+    """Evaluate one XSPEC model function once.
 
     Parameters
     ----------
-    symbol : str
-        C symbol, e.g. ``"C_powerLaw"``.
+    function : str or ModelFunction
+        The function as ``model.dat`` lists it (``"C_powerLaw"``, ``"xsphab"``,
+        ``"c_xszbabs"``, ``"F_ismabs"``): its prefix says the interface
+        (:func:`xspec_sbi.model.functions.model_function`).
     energy_edges : ndarray (n_e + 1,), keV
     params : ndarray (n_par,)
         Parameter values without the additive norm, in ``model.dat`` order.
+    spectrum : int
+        XSPEC's spectrum number (``ifl``), passed through.
+    init : str
+        Initialisation string (C and C++ interfaces only).
 
     Returns
     -------
-    flux : ndarray (n_e,)
+    flux : ndarray (n_e,), float64
         Photons cm^-2 s^-1 per bin for additive models (norm 1), or the
         dimensionless factor for multiplicative ones.
     """
+    if not isinstance(function, ModelFunction):
+        function = model_function(function)
     lib = library()
-    first = symbol not in lib._symbols
-    fn = lib.symbol(symbol)
-    # The C wrapper trusts its caller: pass contiguous float64 only.
-    e = np.ascontiguousarray(energy_edges, dtype=np.float64)
-    p = np.ascontiguousarray(params, dtype=np.float64)
-    n = e.size - 1
-    flux = np.zeros(n)
-    err = np.zeros(n)
-    dptr = ctypes.POINTER(ctypes.c_double)
-    args = (e.ctypes.data_as(dptr), n, p.ctypes.data_as(dptr), spectrum,
-            flux.ctypes.data_as(dptr), err.ctypes.data_as(dptr), init.encode("ascii"))
+    first = function not in lib._callers
+    caller = lib.caller(function)
     if first:  # first calls print banners (tbabs's reference text)
-        with _quiet_stdout():
-            fn(*args)
-    else:
-        fn(*args)
-    return flux
+        with quiet_stdout():
+            return caller(energy_edges, params, spectrum, init)
+    return caller(energy_edges, params, spectrum, init)
 
 
 _PROBE_CODE = r"""
@@ -254,8 +223,8 @@ req = json.loads(sys.argv[1])
 xslibrary.configure(xslibrary.XspecSettings(**req["settings"]))
 edges = np.geomspace(0.1, 20.0, 401)
 out = {}
-for name, symbol, kind, params in req["models"]:
-    flux = xslibrary.call_model(symbol, edges, np.asarray(params, float))
+for name, function, kind, params in req["models"]:
+    flux = xslibrary.call_model(function, edges, np.asarray(params, float))
     finite = bool(np.all(np.isfinite(flux)))
     out[name] = {"finite": finite, "all_zero": bool(np.all(flux == 0.0))}
 sys.stderr.write("PROBE-RESULT " + json.dumps(out) + "\n")
@@ -272,8 +241,8 @@ def probe_models(models, settings: XspecSettings | None = None, timeout: float =
 
     Parameters
     ----------
-    models : iterable of (name, symbol, kind, default_params)
-        ``kind`` is ``"add"`` or ``"mul"``.
+    models : iterable of (name, function, kind, default_params)
+        ``function`` as ``model.dat`` lists it; ``kind`` is ``"add"`` or ``"mul"``.
     settings : XspecSettings, optional
 
     Raises
@@ -301,7 +270,7 @@ def probe_models(models, settings: XspecSettings | None = None, timeout: float =
         result = json.loads(line[-1][len("PROBE-RESULT "):])
         for name, *_ in todo:
             _probed[(name, settings)] = result[name]
-    for name, _symbol, kind, _params in models:
+    for name, _function, kind, _params in models:
         r = _probed[(name, settings)]
         if not r["finite"]:
             raise ModelUnavailableError(f"model {name!r} returns non-finite values here")

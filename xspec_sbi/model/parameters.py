@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["ParameterSpec"]
+import numpy as np
+
+__all__ = ["ParameterSpec", "parameter_index"]
 
 
 @dataclass(frozen=True)
@@ -51,3 +53,27 @@ class ParameterSpec:
     def free(self) -> bool:
         """True when the parameter is fitted/inferred (not frozen, not linked)."""
         return not self.frozen and self.link is None
+
+
+def parameter_index(parameters, name, expression: str, error=ValueError) -> int:
+    """0-based position of a parameter given by name (case-insensitive, as XSPEC) or 1-based number.
+
+    Parameters
+    ----------
+    parameters : sequence of ParameterSpec
+    name : str or int
+    expression : str
+        The model's expression, for the message.
+    error : type
+        The exception raised for an unknown name or number.
+    """
+    if isinstance(name, (int, np.integer)):
+        if not 1 <= name <= len(parameters):
+            raise error(f"parameter number {name} is outside 1..{len(parameters)}")
+        return int(name) - 1
+    key = str(name).lower()
+    for i, p in enumerate(parameters):
+        if p.name.lower() == key:
+            return i
+    raise error(f"no parameter {name!r} in model {expression!r}; known: "
+                + ", ".join(p.name for p in parameters))

@@ -15,7 +15,8 @@ from xspec_sbi.pyxspec.agreement import Agreement, AgreementError, check_agreeme
 from xspec_sbi.pyxspec.compare import XspecComparison, compare_with_xspec
 from xspec_sbi.pyxspec.native import (export_samples, free_parameters, load_chain, xspec_chain, xspec_fit,
                      xspec_statistic, xspec_statistics)
-from xspec_sbi.pyxspec.reader import XspecModel, read_session
+from xspec_sbi.pyxspec.live import read_session
+from xspec_sbi.pyxspec.reader import XspecModel
 from xspec_sbi.pyxspec.state import XspecState, preserved_state, snapshot
 from xspec_sbi.pyxspec.xspec_path import (XspecPathFactory, XspecPathSimulator, choose_simulator,
                          xspec_path_simulator)

@@ -22,6 +22,7 @@ from xspec_sbi.forward.folding import Folder
 from xspec_sbi.model.expression import Model
 from xspec_sbi.pyxspec._access import PyXspecError, xspec_module
 from xspec_sbi.pyxspec.reader import XspecModel, read_parameters, read_spectra_records
+from xspec_sbi.pyxspec.state import preserved_state
 
 __all__ = ["AgreementError", "Agreement", "check_agreement", "xspec_expected_counts"]
 
@@ -134,6 +135,13 @@ def check_agreement(session, xspec=None, rtol: float = 1e-6) -> Agreement:
                              f"{len(session.spectra)}")
     if isinstance(session.model, XspecModel):
         return _check_xspec_only(session, xs, records)
+    # PyXspec and the engine share XSPEC's library (and its tables) in this
+    # process: put XSPEC's Xset.abund/xsect back whatever the session says.
+    with preserved_state(xs, quiet=False):
+        return _check_engine(session, xs, records, rtol)
+
+
+def _check_engine(session, xs, records, rtol) -> Agreement:
     xslibrary.configure(session.settings)
     model = _current_model(session.model, xs)
     theta = model.free_values()[None, :]

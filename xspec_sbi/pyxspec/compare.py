@@ -53,6 +53,10 @@ class XspecComparison:
         The XSPEC chain file holding the SBI samples (``load_chain=True``).
     chain_loaded : bool
         True when ``sbi_chain_file`` was loaded into ``AllChains`` and left there.
+    priors : str
+        Which priors SBI and XSPEC's chain used (one line, printed under the table).
+    same_priors : bool
+        XSPEC's chain ran with SBI's priors (``Fit.bayes`` on, ``Parameter.prior``).
     """
 
     names: tuple
@@ -64,6 +68,8 @@ class XspecComparison:
     chain_summaries: tuple | None = None
     sbi_chain_file: str | None = None
     chain_loaded: bool = False
+    priors: str = ""
+    same_priors: bool = False
 
     @property
     def chain_samples(self) -> np.ndarray | None:
@@ -89,6 +95,8 @@ class XspecComparison:
         if self.chain is not None:
             rows.append(f"  XSPEC chain: {self.chain.walkers} walkers, burn {self.chain.burn}, "
                         f"length {self.chain.length}")
+        if self.priors:
+            rows.append(f"  {self.priors}")
         if self.chain_loaded:
             rows.append(f"  SBI samples loaded into AllChains from {self.sbi_chain_file}: "
                         "XSPEC's error and flux ... err use them")
@@ -112,10 +120,50 @@ def _in_order(chain: ChainResult, names: tuple) -> ChainResult:
                    log_uniform=tuple(chain.log_uniform[k] for k in order))
 
 
+def _describe(prior, names) -> str:
+    by_name = {p.name.lower(): p for p in prior.parameters}
+    parts = []
+    for n in names:
+        p = by_name[n.lower()]
+        kind = "log-uniform" if p.kind == "log" else "uniform"
+        parts.append(f"{n} {kind} [{p.lower:.4g}, {p.upper:.4g}]")
+    return "; ".join(parts)
+
+
+def _supports_priors(xs) -> bool:
+    """``Fit.bayes`` and ``Parameter.prior`` exist (PyXspec 2.0.0 / XSPEC 12.9.1 have both)."""
+    try:
+        str(xs.Fit.bayes)
+        tuple(xs.AllModels(1)(1).prior)
+    except AttributeError:
+        return False
+    return True
+
+
+def _set_xspec_priors(xs, prior, free) -> None:
+    """XSPEC's Bayesian priors set to SBI's: uniform -> ``cons``, log-uniform -> ``jeffreys``.
+
+    The parameter's hard and soft limits become the prior's bounds (XSPEC's
+    ``cons`` and ``jeffreys`` priors are flat in the value, resp. its log,
+    between the limits), and ``Fit.bayes = "on"``. Inside preserved_state.
+    """
+    by_name = {p.name.lower(): p for p in prior.parameters}
+    model = xs.AllModels(1)
+    for spec in free:
+        p = by_name[spec.name.lower()]
+        par = model(spec.index)
+        value, delta = float(par.values[0]), float(par.values[1])
+        value = min(max(value, p.lower), p.upper)
+        par.values = [value, delta, p.lower, p.lower, p.upper, p.upper]
+        par.prior = "jeffreys" if p.kind == "log" else "cons"
+    xs.Fit.bayes = "on"
+
+
 def compare_with_xspec(*, names, samples, median, chain: bool = True, chain_length: int = 50_000,
                        chain_burn: int = 5_000, walkers: int = 8, algorithm: str = "gw",
                        load_chain: bool = False, stat=None, samples_file=None,
-                       progress: bool = False, xspec=None) -> XspecComparison:
+                       progress: bool = False, xspec=None, prior=None,
+                       same_priors: bool = True) -> XspecComparison:
     """XSPEC's fit, chain and statistic beside an SBI posterior of the live session.
 
     Parameters
@@ -139,6 +187,15 @@ def compare_with_xspec(*, names, samples, median, chain: bool = True, chain_leng
     stat : array_like (n,), optional
         Fit statistic of each sample for the chain file's statistic column;
         default: XSPEC's ``Fit.statistic`` at each sample (one call each).
+    prior : BoxPrior, optional
+        SBI's prior (``.parameters``: ``name``, ``kind`` "uniform"/"log",
+        ``lower``, ``upper``). With ``same_priors`` and a PyXspec that has
+        ``Fit.bayes`` and ``Parameter.prior``, XSPEC's chain runs with the
+        same priors: ``cons`` (uniform) or ``jeffreys`` (log-uniform) between
+        hard limits set to the bounds. The comparison's ``priors`` says
+        which priors each side used.
+    same_priors : bool
+        Set XSPEC's priors to SBI's for the chain (default); False keeps XSPEC's own.
     samples_file : str, optional
         Where to write that file (must not exist); default a new temporary folder.
     progress : bool
@@ -175,6 +232,12 @@ def compare_with_xspec(*, names, samples, median, chain: bool = True, chain_leng
     statistic = ("wstat" if any(r.background is not None for r in read_spectra_records(xs))
                  else "cstat")
 
+    if prior is not None:
+        missing = [n for n in names if n.lower() not in {p.name.lower() for p in prior.parameters}]
+        if missing:
+            raise ValueError(f"prior has no entry for {missing}")
+    use_same = bool(chain and prior is not None and same_priors and _supports_priors(xs))
+
     xspec_chain = None
     with preserved_state(xs):
         native.set_free_values(median, xs)
@@ -183,6 +246,8 @@ def compare_with_xspec(*, names, samples, median, chain: bool = True, chain_leng
         # anywhere (a fresh model's norm of 1), where a local fit can stall.
         _log(progress, "XSPEC: Fit.perform() from the SBI median")
         best = native.xspec_fit(xs, keep=True)   # kept so that XSPEC's chain starts there
+        if use_same:   # after the fit: its statistic stays the likelihood's
+            _set_xspec_priors(xs, prior, free)
         if chain:
             _log(progress, f"XSPEC: Chain (algorithm {algorithm}, {walkers} walkers, "
                            f"burn {chain_burn}, length {chain_length})")
@@ -190,6 +255,9 @@ def compare_with_xspec(*, names, samples, median, chain: bool = True, chain_leng
                 xspec_chain = _in_order(native.xspec_chain(
                     os.path.join(folder, "xspec_chain.fits"), burn=chain_burn,
                     length=chain_length, walkers=walkers, algorithm=algorithm, xspec=xs), names)
+    # XSPEC 12.9.1's Goodman-Weare chain leaves the hard limits (measured; its
+    # Metropolis-Hastings chain keeps to them): say how much of it did.
+    outside = _outside(xspec_chain, prior, names) if use_same else 0.0
 
     sbi_file = None
     if load_chain:
@@ -204,4 +272,35 @@ def compare_with_xspec(*, names, samples, median, chain: bool = True, chain_leng
         names=names, statistic=statistic, fit=best, stat_at_sbi_median=at_median,
         sbi=summarize(names, samples), chain=xspec_chain,
         chain_summaries=None if xspec_chain is None else summarize(names, xspec_chain.samples),
-        sbi_chain_file=sbi_file, chain_loaded=sbi_file is not None)
+        sbi_chain_file=sbi_file, chain_loaded=sbi_file is not None,
+        priors=_priors_line(prior, names, chain, use_same, same_priors, outside),
+        same_priors=use_same and outside == 0.0)
+
+
+def _outside(chain: ChainResult, prior, names) -> float:
+    """Fraction of XSPEC's chain samples outside SBI's prior box."""
+    by_name = {p.name.lower(): p for p in prior.parameters}
+    lo = np.array([by_name[n.lower()].lower for n in names])
+    hi = np.array([by_name[n.lower()].upper for n in names])
+    out = np.any((chain.samples < lo) | (chain.samples > hi), axis=1)
+    return float(out.mean())
+
+
+def _priors_line(prior, names, chain: bool, use_same: bool, asked: bool,
+                 outside: float = 0.0) -> str:
+    """Which priors each side used, in words (printed under the table)."""
+    own = ("XSPEC's own (Fit.bayes off: the likelihood alone, flat in each parameter "
+           "between its hard limits)")
+    if not chain:
+        return "" if prior is None else f"Priors: SBI {_describe(prior, names)}; no XSPEC chain."
+    if prior is None:
+        return f"Priors: XSPEC's chain used {own}; SBI's prior was not given to the comparison."
+    how = "(XSPEC: Fit.bayes on, Parameter.prior 'cons' / 'jeffreys', hard limits = the bounds)"
+    if use_same and outside > 0.0:
+        return (f"Priors: SBI {_describe(prior, names)}; XSPEC's chain had the same shapes "
+                f"{how}, but {100 * outside:.3g}% of its samples lie outside the bounds (this "
+                "XSPEC's chain does not keep to hard limits; algorithm='mh' does).")
+    if use_same:
+        return f"Priors: the same on both sides: {_describe(prior, names)} {how}."
+    why = "same_priors=False" if not asked else "this PyXspec has no Fit.bayes/Parameter.prior"
+    return (f"Priors differ ({why}): SBI {_describe(prior, names)}; XSPEC's chain used {own}.")

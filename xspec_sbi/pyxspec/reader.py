@@ -3,7 +3,9 @@
 What is read (PyXspec manual pages in brackets):
 
 * every spectrum of ``AllData`` [DataManager, Spectrum]: ``fileName``
-  (``file{N}`` for a type II row), ``response.rmf``, ``response.arf``
+  (``file{N}`` for a type II row in newer XSPEC; XSPEC 12.9.1 drops the
+  ``{N}``, and the row is then the one whose counts are XSPEC's ``values``
+  times ``exposure``), ``response.rmf``, ``response.arf``
   [Response], ``background.fileName`` [Background], ``dataGroup`` and
   ``noticed``;
 * ``Xset.abund``, ``Xset.xsect`` [XspecSettings] and ``Fit.statMethod``
@@ -28,17 +30,16 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from xspec_sbi.model import library as xslibrary
-from xspec_sbi.data.ogip import split_row_suffix
-from xspec_sbi.model.parameters import ParameterSpec
-from xspec_sbi.session import Session
+from xspec_sbi.data.ogip import OGIPError, split_row_suffix
+from xspec_sbi.data.ogip_pha import is_type2, read_pha
 from xspec_sbi.data.spectrum import load_spectrum
-from xspec_sbi.model.library import ModelUnavailableError
 from xspec_sbi.model.expression import Model, ModelError
-from xspec_sbi.pyxspec._access import JointGroupsError, PyXspecError, xspec_module
-from xspec_sbi.pyxspec.state import model_groups
+from xspec_sbi.model.library import ModelUnavailableError
+from xspec_sbi.model.parameters import ParameterSpec, parameter_index
+from xspec_sbi.pyxspec._access import JointGroupsError, PyXspecError
 
-__all__ = ["XspecModel", "SpectrumRecord", "read_session", "read_spectra_records",
+__all__ = ["XspecModel", "SpectrumRecord", "read_spectra_records", "check_groups", "load_record",
+           "engine_or_xspec_model",
            "read_parameters", "parse_link"]
 
 _LINK = re.compile(r"^=?\s*(?:(?P<fa>[-+]?[0-9.]+(?:[eE][-+]?\d+)?)\s*\*\s*)?p(?P<n>\d+)"
@@ -87,15 +88,7 @@ class XspecModel:
 
     def index_of(self, name) -> int:
         """0-based position of a parameter by name (case-insensitive) or 1-based number."""
-        if isinstance(name, (int, np.integer)):
-            if not 1 <= name <= len(self.parameters):
-                raise ModelError(f"parameter number {name} is outside 1..{len(self.parameters)}")
-            return int(name) - 1
-        for i, p in enumerate(self.parameters):
-            if p.name.lower() == str(name).lower():
-                return i
-        raise ModelError(f"no parameter {name!r} in model {self.expression!r}; known: "
-                         + ", ".join(p.name for p in self.parameters))
+        return parameter_index(self.parameters, name, self.expression, ModelError)
 
     def __getitem__(self, name) -> ParameterSpec:
         return self.parameters[self.index_of(name)]
@@ -120,6 +113,7 @@ class SpectrumRecord:
     background: str | None
     exposure: float
     noticed: tuple
+    values: tuple = ()        # XSPEC's rates (counts/s) of the noticed bins
 
 
 def _blank(name) -> str | None:
@@ -144,7 +138,8 @@ def read_spectra_records(xs) -> tuple:
         records.append(SpectrumRecord(
             number=n, group=int(s.dataGroup), file_name=str(s.fileName), rmf=rmf, arf=arf,
             background=background, exposure=float(s.exposure),
-            noticed=tuple(int(c) for c in s.noticed)))
+            noticed=tuple(int(c) for c in s.noticed),
+            values=tuple(float(v) for v in s.values)))
     return tuple(records)
 
 
@@ -161,18 +156,8 @@ def _resolve(path: str | None, spectrum_file: str, what: str) -> str:
                             + ", ".join(candidates) + ")")
 
 
-def _load(record: SpectrumRecord):
-    bare, row = split_row_suffix(record.file_name)
-    if not os.path.isfile(bare):
-        raise FileNotFoundError(f"spectrum {record.number}: file {bare} (Spectrum.fileName) "
-                                "not found from this working directory")
-    if record.rmf is None:
-        raise PyXspecError(f"spectrum {record.number} ({record.file_name}) has no response; "
-                           "assign one (Spectrum.response = 'file.rmf')")
-    spectrum = load_spectrum(bare, row=row,
-                             respfile=_resolve(record.rmf, bare, "response"),
-                             ancrfile=_resolve(record.arf, bare, "arf"),
-                             backfile=_resolve(record.background, bare, "background"))
+def _with_notice(record: SpectrumRecord, spectrum):
+    """``spectrum`` with XSPEC's noticed channels of ``record``."""
     channels = np.asarray(record.noticed, dtype=np.int64)
     if channels.size and (channels.min() < 1 or channels.max() > spectrum.n_bins_all):
         raise PyXspecError(
@@ -182,6 +167,55 @@ def _load(record: SpectrumRecord):
     noticed = np.zeros(spectrum.n_bins_all, dtype=bool)
     noticed[channels - 1] = True
     return replace(spectrum, noticed=noticed)
+
+
+def _load_row(record: SpectrumRecord, bare: str, row, files: dict):
+    """Our reader's spectrum ``bare`` (row ``row``) with ``files`` and XSPEC's notice state."""
+    return _with_notice(record, load_spectrum(bare, row=row, **files))
+
+
+def _type_ii_row(record: SpectrumRecord, bare: str, files: dict) -> int:
+    """The row of type II file ``bare`` XSPEC loaded, found by its counts.
+
+    XSPEC 12.9.1's ``Spectrum.fileName`` has no ``{N}``: the row is the one
+    whose noticed counts are XSPEC's ``values x exposure`` (1e-6 relative)
+    with XSPEC's exposure; exactly one row must match.
+    """
+    xspec_counts = np.asarray(record.values, dtype=np.float64) * record.exposure
+    matches, row = [], 1
+    while True:
+        try:
+            pha = read_pha(bare, row=row)
+        except OGIPError:   # past the last row
+            break
+        if pha.exposure is not None and np.isclose(pha.exposure, record.exposure, rtol=1e-6):
+            counts = _load_row(record, bare, row, files).binned_counts()
+            if counts.shape == xspec_counts.shape and np.allclose(counts, xspec_counts,
+                                                                  rtol=1e-6, atol=1e-6):
+                matches.append(row)
+        row += 1
+    if len(matches) != 1:
+        raise PyXspecError(
+            f"spectrum {record.number}: {bare} is a type II file and XSPEC's Spectrum.fileName "
+            f"does not say which row it loaded; {len(matches)} rows have its exposure and "
+            "counts (load it with the {N} suffix of a single matching row)")
+    return matches[0]
+
+
+def load_record(record: SpectrumRecord):
+    bare, row = split_row_suffix(record.file_name)
+    if not os.path.isfile(bare):
+        raise FileNotFoundError(f"spectrum {record.number}: file {bare} (Spectrum.fileName) "
+                                "not found from this working directory")
+    if record.rmf is None:
+        raise PyXspecError(f"spectrum {record.number} ({record.file_name}) has no response; "
+                           "assign one (Spectrum.response = 'file.rmf')")
+    files = dict(respfile=_resolve(record.rmf, bare, "response"),
+                 ancrfile=_resolve(record.arf, bare, "arf"),
+                 backfile=_resolve(record.background, bare, "background"))
+    if row is None and is_type2(bare):
+        row = _type_ii_row(record, bare, files)
+    return _load_row(record, bare, row, files)
 
 
 def read_parameters(model, group: int) -> tuple:
@@ -211,7 +245,7 @@ def read_parameters(model, group: int) -> tuple:
     return tuple(specs)
 
 
-def _check_groups(groups: dict) -> None:
+def check_groups(groups: dict) -> None:
     """Every group > 1 must be tied to group 1 parameter by parameter."""
     first = groups[1]
     differ = []
@@ -230,7 +264,7 @@ def _check_groups(groups: dict) -> None:
             + ", ".join(differ))
 
 
-def _model(expression: str, params: tuple, settings):
+def engine_or_xspec_model(expression: str, params: tuple, settings):
     """The engine's Model, or an :class:`XspecModel` when the engine refuses or cannot run it."""
     try:
         model = Model(expression, params)
@@ -238,56 +272,3 @@ def _model(expression: str, params: tuple, settings):
     except (ModelError, ModelUnavailableError) as exc:
         return XspecModel(expression, params, reason=str(exc))
     return model
-
-
-def read_session(xspec=None) -> Session:
-    """The current PyXspec session as a :class:`~xspec_sbi.session.Session`.
-
-    Parameters
-    ----------
-    xspec : module, optional
-        PyXspec (default ``import xspec``).
-
-    Returns
-    -------
-    Session
-        Spectra in ``AllData`` order, the model of data group 1 (an
-        :class:`XspecModel` when the embedded engine cannot evaluate it:
-        then ``session.simulator()`` lets XSPEC fold the model, see
-        :class:`~xspec_sbi.pyxspec.XspecPathSimulator`),
-        ``Xset.abund``/``Xset.xsect`` and the statistic; ``origin="pyxspec"``.
-
-    Raises
-    ------
-    PyXspecError
-        No spectra, no model, a chi-square statistic, unsupported links.
-    JointGroupsError
-        Data groups whose parameters are not all tied to group 1.
-    """
-    xs = xspec_module(xspec)
-    if int(xs.AllData.nSpectra) == 0:
-        raise PyXspecError("no spectra are loaded in AllData")
-    method = str(xs.Fit.statMethod).strip().lower()
-    if not method or method.split()[0] != "cstat":
-        raise PyXspecError(
-            f"Fit.statMethod is {xs.Fit.statMethod!r}: simulation-based inference here models "
-            "Poisson counts; set Fit.statMethod = 'cstat' (XSPEC uses W-stat itself when a "
-            "background is loaded). Chi-square statistics are not supported.")
-    sources = getattr(xs.AllModels, "sources", {1: ""})
-    if len(sources) > 1 or any(str(v).strip() for v in sources.values()):
-        raise PyXspecError(f"AllModels.sources is {dict(sources)}: only one unnamed model "
-                           "(source 1) is supported")
-    groups = {g: read_parameters(m, g) for g, m in model_groups(xs)}
-    if not groups:
-        raise PyXspecError("no model is defined (AllModels is empty)")
-    _check_groups(groups)
-    expression = str(xs.AllModels(1).expression)
-    records = read_spectra_records(xs)
-    spectra = tuple(_load(r) for r in records)
-    settings = xslibrary.XspecSettings(str(xs.Xset.abund).strip(), str(xs.Xset.xsect).strip())
-    model = _model(expression, groups[1], settings)
-    factory = None
-    if isinstance(model, XspecModel):
-        from xspec_sbi.pyxspec.xspec_path import XspecPathFactory  # noqa: PLC0415 - xspec_path imports this module
-        factory = XspecPathFactory(xs)
-    return Session(spectra, model, settings, "cstat", origin="pyxspec", simulator_factory=factory)

@@ -1,8 +1,8 @@
 """Snapshot and restore the parts of a PyXspec session the adapter may change.
 
 :func:`preserved_state` wraps every adapter call that changes XSPEC's
-globals: parameter values, frozen flags and links of every data group's
-model, each spectrum's noticed channels, console and log chatter, Fit's
+globals: parameter values, frozen flags, links and Bayesian priors of every
+data group's model, ``Fit.bayes``, each spectrum's noticed channels, console and log chatter, Fit's
 query setting, the abundance and cross-section tables, and chains the
 adapter loaded. All are put back in ``finally``.
 """
@@ -25,6 +25,7 @@ class ParameterState:
     values: tuple
     frozen: bool
     link: str
+    prior: tuple = ()          # Parameter.prior (type, hyperparameters...); () without it
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class XspecState:
     xsect: str
     query: str
     stat_method: str
+    bayes: str = ""            # Fit.bayes ("on"/"off"); "" where PyXspec has no such setting
 
 
 def model_groups(xs) -> list:
@@ -61,8 +63,17 @@ def _read_parameters(xs) -> tuple:
         for i in range(1, int(model.nParameters) + 1):
             p = model(i)
             rows.append(ParameterState(g, i, tuple(float(v) for v in p.values),
-                                       bool(p.frozen), str(p.link or "").strip()))
+                                       bool(p.frozen), str(p.link or "").strip(),
+                                       _prior(p)))
     return tuple(rows)
+
+
+def _prior(p) -> tuple:
+    """``Parameter.prior`` as a tuple, () where this PyXspec has none."""
+    try:
+        return tuple(p.prior)
+    except AttributeError:
+        return ()
 
 
 def snapshot(xspec=None) -> XspecState:
@@ -74,7 +85,7 @@ def snapshot(xspec=None) -> XspecState:
         parameters=_read_parameters(xs), noticed=noticed,
         chatter=int(xs.Xset.chatter), log_chatter=int(xs.Xset.logChatter),
         abund=str(xs.Xset.abund), xsect=str(xs.Xset.xsect), query=str(xs.Fit.query),
-        stat_method=str(xs.Fit.statMethod))
+        stat_method=str(xs.Fit.statMethod), bayes=str(getattr(xs.Fit, "bayes", "")))
 
 
 def _ranges(numbers) -> str:
@@ -113,6 +124,10 @@ def _restore_parameters(xs, saved: tuple) -> None:
             p = models[s.group](s.index)
             if str(p.link or "").strip() != s.link:
                 p.link = s.link.lstrip("=").strip()
+    for s in saved:
+        p = models[s.group](s.index)
+        if s.prior and _prior(p) != s.prior:
+            p.prior = s.prior
 
 
 def _restore_noticed(xs, saved: tuple) -> None:
@@ -177,5 +192,7 @@ def preserved_state(xspec=None, quiet: bool = True):
             xs.Fit.statMethod = saved.stat_method
         _restore_noticed(xs, saved.noticed)
         _restore_parameters(xs, saved.parameters)
+        if saved.bayes and str(xs.Fit.bayes) != saved.bayes:
+            xs.Fit.bayes = saved.bayes
         xs.Xset.chatter = saved.chatter
         xs.Xset.logChatter = saved.log_chatter

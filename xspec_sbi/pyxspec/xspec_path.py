@@ -10,7 +10,9 @@ the engine's fakeit does (the documented semantics of XSPEC's ``fakeit``).
 ``AllData.fakeit`` itself is not used: it replaces the loaded spectra.
 
 In the process that built it, the simulator works on the live session and
-restores the parameters afterwards (:func:`preserved_state`). A worker
+restores the parameters afterwards (:func:`preserved_state`); a large batch
+is timed, announced with an estimate, and folded on XSPEC worker processes
+(:mod:`xspec_sbi.pyxspec.xspec_pool`). A worker
 process (a spawned pool) rebuilds the session once from the text written by
 ``Xset.save(path, info="a")``, with ``Xset.restore(path)`` [XspecSettings],
 run from the working directory the session was saved in.
@@ -29,6 +31,7 @@ from xspec_sbi.model.expression import ModelError
 from xspec_sbi.pyxspec._access import PyXspecError, backend_name, resolve_backend, xspec_module
 from xspec_sbi.pyxspec.reader import XspecModel, read_parameters, read_spectra_records
 from xspec_sbi.pyxspec.state import preserved_state
+from xspec_sbi.pyxspec.xspec_pool import fold_many
 
 __all__ = ["XspecPathSimulator", "XspecPathFactory", "xspec_path_simulator", "choose_simulator",
            "save_session_text"]
@@ -72,11 +75,15 @@ class XspecPathSimulator(FakeitDraws):
         As :class:`~xspec_sbi.forward.simulate.Simulator`.
     live : module, optional
         The PyXspec object of the building process (not pickled).
+    workers : int, optional
+        XSPEC worker processes for large batches (default
+        :func:`~xspec_sbi.pyxspec.xspec_pool.default_workers`); 1 folds
+        everything in the building process.
     """
 
     def __init__(self, *, backend, xcm_text, cwd, settings, model, number, group,
                  free_indices, exposure, areascal, background_counts=None,
-                 background_scale=None, live=None):
+                 background_scale=None, live=None, workers=None):
         self.backend = backend
         self.xcm_text = xcm_text
         self.cwd = cwd
@@ -90,6 +97,7 @@ class XspecPathSimulator(FakeitDraws):
         self.background_counts = background_counts
         self.background_scale = background_scale
         self.origin_pid = os.getpid()
+        self.workers = workers
         self._live = live
 
     def __getstate__(self):
@@ -110,9 +118,17 @@ class XspecPathSimulator(FakeitDraws):
                                f"XSPEC numbers {self.free_indices}")
         if os.getpid() == self.origin_pid:
             xs = self._live if self._live is not None else resolve_backend(self.backend)
-            with preserved_state(xs):
-                return self._fold_rows(xs, theta)
+
+            def fold_here(rows):
+                with preserved_state(xs):
+                    return self._fold_rows(xs, rows)
+            # Many rows: progress, a time estimate, and XSPEC worker processes.
+            return fold_many(self, theta, fold_here, self._digest(), self.workers,
+                             label=f" (spectrum {self.number})")
         return self._fold_rows(self._restored(), theta)
+
+    def _digest(self) -> str:
+        return hashlib.sha256(self.xcm_text.encode()).hexdigest()
 
     # -- XSPEC ------------------------------------------------------------
     def _fold_rows(self, xs, theta) -> np.ndarray:
@@ -130,7 +146,7 @@ class XspecPathSimulator(FakeitDraws):
         return out
 
     def _restored(self):
-        key = (self.backend, hashlib.sha256(self.xcm_text.encode()).hexdigest())
+        key = (self.backend, self._digest())
         if key in _RESTORED:
             return _RESTORED[key]
         xs = resolve_backend(self.backend)
@@ -184,8 +200,12 @@ class XspecPathFactory:
         return f"XspecPathFactory({getattr(self.xspec, '__name__', type(self.xspec).__name__)})"
 
 
-def xspec_path_simulator(session, xspec=None, use_background: bool = True):
-    """XSPEC-path simulator of a session read from PyXspec (joint when several spectra)."""
+def xspec_path_simulator(session, xspec=None, use_background: bool = True, workers=None):
+    """XSPEC-path simulator of a session read from PyXspec (joint when several spectra).
+
+    ``workers``: XSPEC worker processes for large batches (see
+    :class:`XspecPathSimulator`).
+    """
     xs = xspec_module(xspec)
     records = read_spectra_records(xs)
     if len(records) != len(session.spectra):
@@ -205,7 +225,7 @@ def xspec_path_simulator(session, xspec=None, use_background: bool = True):
             backend=backend_name(xs), xcm_text=text, cwd=os.getcwd(), settings=session.settings,
             model=session.model, number=record.number, group=record.group, free_indices=free,
             exposure=record.exposure, areascal=spectrum.binned_areascal(),
-            background_counts=bkg, background_scale=scale, live=xs))
+            background_counts=bkg, background_scale=scale, live=xs, workers=workers))
     return parts[0] if len(parts) == 1 else JointSimulator(tuple(parts))
 
 

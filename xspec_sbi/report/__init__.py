@@ -1,1 +1,1 @@
-"""Figures and the report folder."""
+"""Figures, the report page and folder, and the ArviZ interchange of a result."""

@@ -1,8 +1,6 @@
 """Report folder of a result: JSON summary, samples, XSPEC chain files, figures, HTML page."""
 from __future__ import annotations
 
-import base64
-import html
 import json
 import os
 from pathlib import Path
@@ -10,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from xspec_sbi.files import atomic_folder, atomic_write_bytes
+from xspec_sbi.report.html import report_page
 
 __all__ = ["summary_dict", "write_report", "write_report_files"]
 
@@ -26,15 +25,26 @@ def _jsonable(v):
     if isinstance(v, np.ndarray):
         return v.tolist()
     if isinstance(v, (np.floating, np.integer, np.bool_)):
-        return v.item()
+        v = v.item()
     if isinstance(v, float) and not np.isfinite(v):
         return None
     return v
 
 
 def summary_dict(result) -> dict:
-    """Every number of a result as plain JSON types."""
+    """Every number of a result as plain JSON types (the keys are listed in docs/REPORT.md).
+
+    ``schema`` is :data:`xspec_sbi.result.RECORD_SCHEMA`; it changes when a key
+    changes meaning or goes away (new keys alone leave it as it is).
+    """
+    from xspec_sbi.report.coverage import coverage_unavailable, report_coverage
+    from xspec_sbi.report.status import check_lines, prior_rows, round_tables
+    from xspec_sbi.result import RECORD_SCHEMA
+
+    coverage = report_coverage(result)
     d = {
+        "schema": RECORD_SCHEMA,
+        "names": list(result.names),
         "parameters": {s.name: {"median": s.median, "lo68": s.lo68, "hi68": s.hi68,
                                 "lo90": s.lo90, "hi90": s.hi90} for s in result.summaries},
         "statistic": result.statistic,
@@ -46,7 +56,19 @@ def summary_dict(result) -> dict:
         "timings_s": result.timings,
         "settings": None if result.settings is None else result.settings.to_dict(),
         "trust": result.trust.to_dict(),
+        "priors": [{"name": n, "kind": k, "lower": lo, "upper": hi, "unit": u,
+                    "restricted_lower": rlo, "restricted_upper": rhi}
+                   for n, k, lo, hi, u, rlo, rhi in prior_rows(result)],
+        "checks": [c.to_dict() for c in check_lines(result, coverage, coverage_unavailable(result))],
+        "coverage": None if coverage is None else coverage.to_dict(),
+        "rounds": {title: [dict(zip(header, row)) for row in rows]
+                   for title, header, rows in round_tables(result)},
     }
+    if result.restriction is not None:
+        r = result.restriction
+        d["restriction"] = {"label": r.prior.label, "prior_mass": r.prior.mass,
+                            "acceptance": r.prior.acceptance, "converged": r.converged,
+                            "n_simulations": r.n_simulations}
     chain = result.chain_summaries()
     if chain is not None:
         d["mcmc"] = {s.name: {"median": s.median, "lo68": s.lo68, "hi68": s.hi68,
@@ -66,11 +88,6 @@ def summary_dict(result) -> dict:
                                       "reliable": c.reliable, "advice": c.advice,
                                       "warning": c.warning}
     return _jsonable(d)
-
-
-def _img(path: Path) -> str:
-    data = base64.b64encode(path.read_bytes()).decode()
-    return f'<img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}">'
 
 
 # -- writing mechanics (files.atomic_folder): the report is all there or not at all ---------
@@ -133,32 +150,6 @@ def write_report_files(result, out, title: str = "xspec_sbi result", notes=()) -
     plt.close(fig)
     fig = result.plot_spectrum(out / "spectrum.png")
     plt.close(fig)
-    page = _html(result, title, notes, out)
+    page = report_page(result, title, notes, out)
     _atomic_write(out / "report.html", page.encode())
     return out
-
-
-def _html(result, title, notes, out: Path) -> str:
-    rows = "".join(
-        f"<tr><td>{html.escape(s.name)}</td><td>{s.median:.5g}</td><td>[{s.lo68:.4g}, {s.hi68:.4g}]</td>"
-        + (f"<td>{c.median:.5g}</td><td>[{c.lo68:.4g}, {c.hi68:.4g}]</td>" if c else "")
-        + "</tr>"
-        for s, c in zip(result.summaries, result.chain_summaries() or [None] * len(result.summaries)))
-    head = "<tr><th>parameter</th><th>SBI median</th><th>SBI 68%</th>" + (
-        "<th>MCMC median</th><th>MCMC 68%</th>" if result.chain is not None else "") + "</tr>"
-    settings = html.escape(json.dumps(_jsonable(None if result.settings is None else result.settings.to_dict()), indent=1))
-    note_html = "".join(f"<p class=note>{html.escape(n)}</p>" for n in notes)
-    return f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}}
-table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}
-img{{max-width:100%}}pre{{background:#f6f6f6;padding:1em;overflow:auto}}.note{{color:#7a4b00}}</style>
-</head><body>
-<h1>{html.escape(title)}</h1>{note_html}
-<h2>Posterior</h2><table>{head}{rows}</table>
-<h2>Fit statistic and checks</h2><pre>{html.escape(result.table())}</pre>
-<h2>Corner plot (SBI over MCMC)</h2>{_img(out / 'corner.png')}
-<h2>Folded spectrum</h2>{_img(out / 'spectrum.png')}
-<h2>Run settings and versions</h2><pre>{settings}</pre>
-</body></html>
-"""

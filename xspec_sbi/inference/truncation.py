@@ -1,0 +1,176 @@
+"""The user's prior truncated to a region: the only restricted prior used for training.
+
+A :class:`TruncatedPrior` is the user's prior multiplied by the indicator of a
+region, the only kind of restricted prior used for training here: a network
+trained with the ordinary NPE loss on draws from it learns the posterior under
+the user's prior wherever the region holds the posterior mass (truncated
+sequential NPE, Deistler et al. 2022), whereas draws from any other proposal
+would make it learn the posterior under that proposal (sbi issue 1334).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from xspec_sbi.inference.priors import BoxPrior, ParameterPrior, PriorError
+
+__all__ = ["Region", "TruncatedPrior", "truncate"]
+
+#: ``region(theta (n, n_dim)) -> (n,) bool``: True where theta lies in the region.
+Region = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True, eq=False)
+class TruncatedPrior:
+    """The user's prior times the indicator of a region, inside a sub-box.
+
+    Build it with :func:`truncate`. Draws come from the prior restricted to the
+    sub-box (exact: the prior factorises) and are kept when ``region`` accepts
+    them, so the density is ``prior(theta) * 1[theta in region and box] / mass``.
+
+    Parameters
+    ----------
+    prior : BoxPrior
+        The user's prior.
+    region : callable
+        ``region(theta (n, n_dim)) -> (n,) bool``.
+    lower, upper : (n_dim,) ndarray
+        Sub-box enclosing the region, within the prior bounds.
+    acceptance : float
+        Fraction of sub-box draws the region accepted, measured at construction.
+    mass : float
+        Estimated prior mass of the truncated region (sub-box mass x acceptance).
+    label : str
+        What defined the region (for reports).
+    """
+
+    prior: BoxPrior
+    region: Region
+    lower: np.ndarray
+    upper: np.ndarray
+    acceptance: float
+    mass: float
+    label: str = ""
+    _box: BoxPrior = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        box = BoxPrior(tuple(
+            ParameterPrior(p.name, p.kind, lo, hi, p.unit)
+            for p, lo, hi in zip(self.prior.parameters, self.lower, self.upper)
+        ))
+        object.__setattr__(self, "_box", box)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self.prior.names
+
+    @property
+    def n_dim(self) -> int:
+        return self.prior.n_dim
+
+    def contains(self, theta: np.ndarray) -> np.ndarray:
+        """(n,) bool: inside the sub-box and the region."""
+        theta = self.prior.check_theta(theta)
+        inside = self._box.contains(theta)
+        out = np.zeros(len(theta), dtype=bool)
+        if inside.any():
+            out[inside] = np.asarray(self.region(theta[inside]), dtype=bool)
+        return out
+
+    def log_prob(self, theta: np.ndarray) -> np.ndarray:
+        """(n,) log density (normalised with the estimated :attr:`mass`); -inf outside."""
+        inside = self.contains(theta)
+        lp = self.prior.log_prob(theta) - math.log(self.mass)
+        return np.where(inside, lp, -np.inf)
+
+    def sample(self, n: int, *, rng: np.random.Generator | int,
+               max_candidates: int = 50_000_000) -> np.ndarray:
+        """Draw ``n`` parameter vectors by rejection from the prior on the sub-box.
+
+        Parameters
+        ----------
+        n : int
+        rng : numpy.random.Generator or int
+        max_candidates : int
+            Give up (RuntimeError) after this many candidate draws.
+
+        Returns
+        -------
+        theta : (n, n_dim) ndarray
+        """
+        rng = np.random.default_rng(rng)
+        n = int(n)
+        kept, n_kept, n_tried = [], 0, 0
+        acc = max(self.acceptance, 1e-3)
+        while n_kept < n:
+            batch = int(min(max(1.2 * (n - n_kept) / acc, 256), 2_000_000))
+            cand = self._box.sample(batch, rng=rng)
+            good = cand[np.asarray(self.region(cand), dtype=bool)]
+            kept.append(good)
+            n_kept += len(good)
+            n_tried += batch
+            if n_kept < n and n_tried >= max_candidates:
+                raise RuntimeError(
+                    f"truncated prior ({self.label}): only {n_kept} of {n} draws accepted "
+                    f"after {n_tried} candidates"
+                )
+        return np.concatenate(kept)[:n]
+
+
+def truncate(
+    prior: BoxPrior,
+    region: Region,
+    *,
+    rng: np.random.Generator | int,
+    lower: np.ndarray | None = None,
+    upper: np.ndarray | None = None,
+    n_probe: int = 20_000,
+    label: str = "",
+) -> TruncatedPrior:
+    """Truncate the user's prior to ``region`` (inside an optional sub-box).
+
+    Parameters
+    ----------
+    prior : BoxPrior
+    region : callable
+        ``region(theta (n, n_dim)) -> (n,) bool``.
+    rng : numpy.random.Generator or int
+        Used to measure the acceptance fraction.
+    lower, upper : (n_dim,) ndarray, optional
+        Sub-box enclosing the region (clipped to the prior bounds); default the prior box.
+    n_probe : int
+        Candidate draws used to measure the acceptance fraction.
+    label : str
+
+    Returns
+    -------
+    TruncatedPrior
+
+    Raises
+    ------
+    PriorError
+        When no probe draw falls in the region.
+    """
+    rng = np.random.default_rng(rng)
+    lo = prior.lower if lower is None else np.clip(np.asarray(lower, float), prior.lower, prior.upper)
+    hi = prior.upper if upper is None else np.clip(np.asarray(upper, float), prior.lower, prior.upper)
+    if np.any(lo >= hi):
+        bad = [n for n, a, b in zip(prior.names, lo, hi) if a >= b]
+        raise PriorError(f"truncation sub-box is empty along {bad}")
+    probe_prior = BoxPrior(tuple(
+        ParameterPrior(p.name, p.kind, a, b, p.unit) for p, a, b in zip(prior.parameters, lo, hi)
+    ))
+    probe = probe_prior.sample(n_probe, rng=rng)
+    acceptance = float(np.mean(np.asarray(region(probe), dtype=bool)))
+    if acceptance == 0.0:
+        raise PriorError(f"truncation region ({label}) accepted none of {n_probe} prior draws")
+    # Prior mass of the sub-box: product over parameters of the warped width fraction.
+    g = lambda p, v: math.log(v) if p.kind == "log" else v  # noqa: E731
+    box_mass = float(np.prod([
+        (g(p, b) - g(p, a)) / (g(p, p.upper) - g(p, p.lower))
+        for p, a, b in zip(prior.parameters, lo, hi)
+    ]))
+    return TruncatedPrior(prior, region, lo, hi, acceptance, box_mass * acceptance, label)

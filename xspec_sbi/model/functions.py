@@ -1,0 +1,130 @@
+"""XSPEC's model-function interfaces, as ``model.dat`` names them.
+
+The fifth word of a ``model.dat`` entry is the model's function, and its
+prefix says how to call it (XSPEC manual, "Adding models to XSPEC"; the
+typedefs ``XSCCall``, ``xsccCall``, ``xsF77Call``, ``xsf77Call`` of XSPEC's
+installed header ``funcType.h``):
+
+============  ==================  =====================  ==========================
+listed        interface           symbol in the library  arrays
+============  ==================  =====================  ==========================
+``C_name``    C++ (C wrapper)     ``C_name``             float64, sizes by value
+``c_name``    C                   ``name``               float64, sizes by value
+``F_name``    Fortran double      ``name_``              float64, sizes by reference
+``name``      Fortran single      ``name_``              float32, sizes by reference
+============  ==================  =====================  ==========================
+
+The C and C++ wrappers take ``(energy, nFlux, params, spectrum, flux,
+fluxError, init)``; the Fortran functions ``(ear, ne, param, ifl, photar,
+photer)``. XSPEC 12.10 and later also export a ``C_<model name>`` wrapper for
+every model, XSPEC 12.9.1 does not (``phabs`` is only ``xsphab_`` there), so
+the engine calls the listed function, which every version exports. For the
+bundled 12.15 library both give the same bits (tested).
+"""
+from __future__ import annotations
+
+import ctypes
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["INTERFACES", "ModelFunction", "model_function", "bind"]
+
+INTERFACES = ("C++", "C", "Fortran double", "Fortran single")
+
+_DOUBLE = ctypes.POINTER(ctypes.c_double)
+_FLOAT = ctypes.POINTER(ctypes.c_float)
+_INT = ctypes.POINTER(ctypes.c_int)
+
+
+@dataclass(frozen=True)
+class ModelFunction:
+    """One model function: as listed in ``model.dat``, its symbol and interface.
+
+    Attributes
+    ----------
+    listed : str
+        The function as ``model.dat`` writes it (``"C_powerLaw"``, ``"xsphab"``).
+    symbol : str
+        The exported symbol (``"C_powerLaw"``, ``"xsphab_"``).
+    interface : str
+        One of :data:`INTERFACES`.
+    """
+
+    listed: str
+    symbol: str
+    interface: str
+
+
+def model_function(listed: str) -> ModelFunction:
+    """The symbol and interface of a function named as in ``model.dat``.
+
+    Examples
+    --------
+    >>> model_function("xsphab")
+    ModelFunction(listed='xsphab', symbol='xsphab_', interface='Fortran single')
+    """
+    listed = str(listed).strip()
+    if not listed or not (listed[0].isalpha() or listed[0] == "_"):
+        raise ValueError(f"model function {listed!r} is not a function name of model.dat")
+    if listed.startswith("C_"):
+        return ModelFunction(listed, listed, "C++")
+    if listed.startswith("c_"):
+        return ModelFunction(listed, listed[2:], "C")
+    if listed.startswith("F_"):
+        # gfortran's mangling: lower case and a trailing underscore.
+        return ModelFunction(listed, listed[2:].lower() + "_", "Fortran double")
+    return ModelFunction(listed, listed.lower() + "_", "Fortran single")
+
+
+def bind(fn, interface: str):
+    """A Python caller ``(edges, params, spectrum, init) -> flux`` for a ctypes function.
+
+    Parameters
+    ----------
+    fn : ctypes function
+        The exported symbol.
+    interface : str
+        One of :data:`INTERFACES`.
+
+    Returns
+    -------
+    callable
+        ``caller(edges (n_e + 1,) keV float64, params (n_par,) float64,
+        spectrum int, init str) -> flux (n_e,) float64``; the functions trust
+        their caller, so the arrays are made contiguous of the right type here.
+    """
+    if interface in ("C++", "C"):
+        fn.argtypes = [_DOUBLE, ctypes.c_int, _DOUBLE, ctypes.c_int, _DOUBLE, _DOUBLE,
+                       ctypes.c_char_p]
+        fn.restype = None
+
+        def call_c(edges, params, spectrum=1, init=""):
+            e = np.ascontiguousarray(edges, dtype=np.float64)
+            p = np.ascontiguousarray(params, dtype=np.float64)
+            n = e.size - 1
+            flux, err = np.zeros(n), np.zeros(n)
+            fn(e.ctypes.data_as(_DOUBLE), n, p.ctypes.data_as(_DOUBLE), int(spectrum),
+               flux.ctypes.data_as(_DOUBLE), err.ctypes.data_as(_DOUBLE), init.encode("ascii"))
+            return flux
+        return call_c
+    if interface in ("Fortran double", "Fortran single"):
+        dtype, pointer = ((np.float64, _DOUBLE) if interface == "Fortran double"
+                          else (np.float32, _FLOAT))
+        fn.argtypes = [pointer, _INT, pointer, _INT, pointer, pointer]
+        fn.restype = None
+
+        def call_fortran(edges, params, spectrum=1, init=""):
+            # XSPEC itself rounds energies and parameters to float32 for a
+            # single-precision model, as astype does here.
+            e = np.ascontiguousarray(edges, dtype=dtype)
+            # A zero-parameter model still gets a valid pointer.
+            p = np.ascontiguousarray(params if np.size(params) else [0.0], dtype=dtype)
+            n = e.size - 1
+            flux, err = np.zeros(n, dtype=dtype), np.zeros(n, dtype=dtype)
+            fn(e.ctypes.data_as(pointer), ctypes.byref(ctypes.c_int(n)),
+               p.ctypes.data_as(pointer), ctypes.byref(ctypes.c_int(int(spectrum))),
+               flux.ctypes.data_as(pointer), err.ctypes.data_as(pointer))
+            return flux.astype(np.float64)
+        return call_fortran
+    raise ValueError(f"interface {interface!r}: expected one of {', '.join(INTERFACES)}")

@@ -1,0 +1,149 @@
+"""Adaptive refinement: the network proposes, the exact likelihood checks, more rounds until it passes.
+
+:func:`refine` runs truncated sequential rounds (TSNPE, Deistler et al. 2022)
+on one observation while the exact-likelihood importance check of the
+network's draws fails. Each round's proposal is the user's prior truncated to
+the current posterior's highest-density region (intersected with the
+restricted prior), so the network keeps learning the posterior under the
+user's prior; it is retrained on every simulation so far, since all of them
+come from truncations of that prior that hold the posterior mass.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from xspec_sbi.inference.rounds import hpd_truncation
+from xspec_sbi.inference.training import simulate_training_set, train_npe
+
+__all__ = ["RoundRecord", "RefineOutcome", "check_passes", "refine"]
+
+log = logging.getLogger("xspec_sbi")
+
+
+@dataclass(frozen=True)
+class RoundRecord:
+    """One round of inference and its exact-likelihood check.
+
+    Attributes
+    ----------
+    index : int
+        1 for the first network, then 2, 3, ...
+    kind : str
+        ``"trained"``, ``"loaded"``, ``"multi-round"`` or ``"refinement"``.
+    simulations : int
+        Simulations made in this round.
+    ess_fraction, pareto_k : float
+        The check of this round's draws (NaN when not checked).
+    passed : bool
+        The check passed.
+    seconds : float
+        Wall time of the round (simulation, training, sampling, check).
+    acceptance : float
+        Prior mass of the round's proposal region (1: the whole prior).
+    """
+
+    index: int
+    kind: str
+    simulations: int
+    ess_fraction: float
+    pareto_k: float
+    passed: bool
+    seconds: float
+    acceptance: float = 1.0
+
+    def __str__(self) -> str:
+        return (f"round {self.index} ({self.kind}, {self.simulations} simulations): ESS "
+                f"{100 * self.ess_fraction:.1f}%, Pareto k {self.pareto_k:.2f}, "
+                f"{'passed' if self.passed else 'failed'}, {self.seconds:.1f} s")
+
+
+@dataclass(frozen=True)
+class RefineOutcome:
+    """What :func:`refine` ends with."""
+
+    posterior: object
+    raw: np.ndarray
+    correction: object
+    rounds: tuple
+    theta_train: np.ndarray | None
+    x_train: np.ndarray | None
+
+
+def check_passes(correction, min_ess_fraction: float) -> bool:
+    """The exact-likelihood check passes: PSIS reliable and an ESS fraction good enough."""
+    return bool(correction.reliable and correction.ess_fraction >= min_ess_fraction)
+
+
+def refine(posterior, correction, *, simulate: Callable, prior, proposal, x_obs: np.ndarray,
+           draw: Callable, check: Callable, options, config, device, rng: np.random.Generator,
+           theta_train: np.ndarray | None, x_train: np.ndarray | None, first_round: int,
+           start_index: int = 2) -> RefineOutcome:
+    """More truncated rounds while the check fails, within the budget of ``options``.
+
+    Parameters
+    ----------
+    posterior : NeuralPosterior
+        The first network.
+    correction : ImportanceResult
+        Its check.
+    simulate : callable
+        ``simulate(theta, rng) -> x`` (the pipeline's, on its process pool).
+    prior : BoxPrior
+        The user's prior.
+    proposal : TruncatedPrior or None
+        The restricted prior the first round drew from; every later region lies inside it.
+    x_obs : ndarray (n_outputs,)
+    draw : callable
+        ``draw(posterior) -> raw`` network draws at the observation.
+    check : callable
+        ``check(raw, posterior) -> ImportanceResult``.
+    options : RefineOptions
+    config : NPEConfig
+    device : str
+    rng : numpy.random.Generator
+    theta_train, x_train : ndarray or None
+        Earlier simulations (reused: they come from truncations of the prior).
+    first_round : int
+        Simulations of the first round (sets the default round size).
+
+    Returns
+    -------
+    RefineOutcome
+    """
+    per_round = options.per_round(first_round)
+    max_sims = options.max_simulations or options.max_rounds * per_round
+    thetas = [] if theta_train is None else [theta_train]
+    xs = [] if x_train is None else [x_train]
+    rounds, spent, t_start = [], 0, time.perf_counter()
+    raw = None
+    for i in range(options.max_rounds):
+        if check_passes(correction, options.min_ess_fraction):
+            break
+        if spent + per_round > max_sims:
+            break
+        if options.max_seconds is not None and time.perf_counter() - t_start > options.max_seconds:
+            break
+        t0 = time.perf_counter()
+        region = hpd_truncation(posterior, x_obs, rng=rng, n_samples=20_000, within=proposal)
+        log.info("refinement round %d: the check failed (ESS %.1f%%, Pareto k %.2f); %d simulations "
+                 "from the posterior's region (%.3g of the prior)", start_index + i,
+                 100 * correction.ess_fraction, correction.pareto_k, per_round, region.mass)
+        th, x = simulate_training_set(simulate, region, per_round, rng=rng)
+        thetas.append(th)
+        xs.append(x)
+        spent += per_round
+        posterior = train_npe(np.concatenate(thetas), np.concatenate(xs), prior, rng=rng,
+                              config=config, device=device)
+        raw = draw(posterior)
+        correction = check(raw, posterior)
+        rounds.append(RoundRecord(start_index + i, "refinement", per_round, correction.ess_fraction,
+                                  correction.pareto_k, check_passes(correction, options.min_ess_fraction),
+                                  time.perf_counter() - t0, region.mass))
+    theta_all = np.concatenate(thetas) if thetas else None
+    x_all = np.concatenate(xs) if xs else None
+    return RefineOutcome(posterior, raw, correction, tuple(rounds), theta_all, x_all)
