@@ -6,7 +6,13 @@ in the same process: one direct XSPEC call per component and per spectrum,
 folded with the same dense matrix (what a straightforward loop over XSPEC's
 functions costs).
 
-Usage: python scripts/bench_simulator.py [--n 20000] [--workers 2]
+Then the case where the pool used to lose to one process (issue 12, item 8):
+``tbabs*powerlaw`` through the XMM-pn response of ``../shared/data`` with its
+background (~110 grouped bins, 220 outputs), ``--n-xmm`` spectra, one process
+and the pool in the same run, with the ratio and a check that both give the
+same spectra.
+
+Usage: python scripts/bench_simulator.py [--n 20000] [--workers 2] [--n-xmm 100000] [--only-xmm]
 """
 from __future__ import annotations
 
@@ -14,6 +20,7 @@ import argparse
 import os
 import platform
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -57,13 +64,51 @@ def timed(fn, *args):
     return time.perf_counter() - t0
 
 
+XMM_PN = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "xmm_pn_ngc7793_ulx4" / "PN.pha"
+
+
+def xmm_case(n, workers, chunk):
+    """One process against the pool on XMM-pn (cheap spectra: the transfer used to dominate)."""
+    from xspec_sbi.data.spectrum import load_spectrum
+
+    if not XMM_PN.is_file():
+        print(f"\nXMM-pn case skipped: {XMM_PN} not found")
+        return
+    spec = load_spectrum(XMM_PN).ignore("**-0.3 10.-** bad")
+    sim = Simulator.from_spectrum(spec, Model("tbabs*powerlaw"))
+    rng = np.random.default_rng(3)
+    theta = np.column_stack([rng.uniform(0.01, 1.0, n), rng.uniform(1.0, 3.0, n),
+                             10 ** rng.uniform(-6, -3, n)])
+    simulate(sim, theta[:2000], 1, None, chunk)                            # warm caches
+    t0 = time.perf_counter()
+    serial = simulate(sim, theta, 7, None, chunk)
+    t_one = time.perf_counter() - t0
+    with make_pool(sim, workers) as pool:
+        simulate(sim, theta[:20000], 2, pool, chunk)                       # warm workers, measure cost
+        t0 = time.perf_counter()
+        pooled = simulate(sim, theta, 7, pool, chunk)
+        t_pool = time.perf_counter() - t0
+    if not np.array_equal(serial, pooled):
+        raise SystemExit("XMM-pn case: the pool gave other spectra than one process for the same seed")
+    print(f"\ntbabs*powerlaw, XMM-pn {XMM_PN.parent.name} with background: {spec.n_bins} bins "
+          f"({sim.n_outputs} outputs), {n:,} spectra; load average {os.getloadavg()[0]:.1f}")
+    print(f"  engine, 1 process:            {n / t_one:10,.0f} spectra/s")
+    print(f"  engine, pool of {workers} processes: {n / t_pool:10,.0f} spectra/s"
+          f"  (pool / one process = {t_one / t_pool:.2f})")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=20000, help="spectra per timing")
     ap.add_argument("--n-baseline", type=int, default=300, help="spectra for the baseline loop")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    ap.add_argument("--chunk", type=int, default=256)
+    ap.add_argument("--chunk", type=int, default=256, help="spectra per seed block")
+    ap.add_argument("--n-xmm", type=int, default=100_000, help="spectra for the XMM-pn case")
+    ap.add_argument("--only-xmm", action="store_true", help="run the XMM-pn case only")
     args = ap.parse_args()
+    if args.only_xmm:
+        xmm_case(args.n_xmm, args.workers, args.chunk)
+        return
 
     arf = find_nicer_arf()
     spec = reference_spectrum(20000)
@@ -83,7 +128,7 @@ def main():
         sim_full = Simulator(model, full, sim.settings)
         t_full = timed(simulate, sim_full, theta[: args.n // 4], 1, None, args.chunk) * 4
         with make_pool(sim, args.workers) as pool:
-            simulate(sim, theta[: 2 * args.chunk * args.workers], 2, pool, args.chunk)  # start workers
+            simulate(sim, theta[: 8 * args.chunk * args.workers], 2, pool, args.chunk)  # start workers
             t_pool = timed(simulate, sim, theta, 1, pool, args.chunk)
         nb = args.n_baseline
         t_base = timed(baseline, model, full, theta[:nb], np.random.default_rng(0)) * (args.n / nb)
@@ -96,6 +141,7 @@ def main():
               f"  x{t_base / t_one:6.1f}")
         print(f"  engine, pool of {args.workers} processes:                            "
               f"{rate(t_pool):10,.0f} spectra/s  x{t_base / t_pool:6.1f}")
+    xmm_case(args.n_xmm, args.workers, args.chunk)
 
 
 if __name__ == "__main__":

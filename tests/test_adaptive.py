@@ -84,3 +84,12 @@ def test_posterior_predictive_check_needs_exact_draws(session):
     off = sbi_fit(session, prior=PRIOR, refine=False, **SMALL)
     assert off.samples_source == "network" and off.trust.ppc is None
     assert "WARNING" in off.table()
+
+
+def test_a_costly_statistic_checks_fewer_draws_and_says_so(session):
+    # check_seconds below the cost of 2,000 statistics: 1,000 draws are weighed, 2,000 returned
+    r = sbi_fit(session, prior=PRIOR, refine=False, check_seconds=1e-6, **SMALL)
+    assert r.checked_draws == 1000 and len(r.samples) == len(r.samples_raw) == 2000
+    assert "on 1000 of the 2000 network draws" in r.table()
+    full = sbi_fit(session, prior=PRIOR, refine=False, **SMALL)
+    assert full.checked_draws == 2000 and "network draws:" not in full.table()

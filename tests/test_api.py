@@ -173,3 +173,42 @@ def test_amortized_draws_are_corrected_per_spectrum_and_agree_with_chains(result
 def sim_stat(sim, observed):
     from xspec_sbi.forward.objective import PoissonStatistic
     return PoissonStatistic(sim, observed)
+
+
+def test_amortized_across_set_ups_uses_each_spectrums_own_likelihood(result, session):
+    # issue 17: another ARF (+1 %) and another exposure (x 1.5), each judged by its own likelihood
+    import dataclasses
+
+    from xspec_sbi.amortized import SetupError
+    from xspec_sbi.baseline.comparison import fit_and_chain
+    from xspec_sbi.forward.simulate import fakeit_spectrum
+    r, _ = result
+    template = session.spectra[0]
+    resp = template.response
+    assert resp.arf is not None
+    arf_spec = template.with_response(dataclasses.replace(resp, arf=resp.arf * 1.01))
+    long_spec = dataclasses.replace(template, exposure=template.exposure * 1.5)
+    truth = session.model.free_values()
+    spectra = [fakeit_spectrum(s, session.model, truth, np.random.default_rng(20 + i))
+               for i, s in enumerate((arf_spec, long_spec))]
+    out = r.posteriors_for(spectra, n_samples=2000, seed=5)
+    assert any("ARF differs by at most 1" in d for d in out.differences[0]), out.differences
+    assert any("exposure x 1.5" in d for d in out.differences[1]), out.differences
+    # a 1 % ARF change is within reach of the weights; 1.5 x the exposure may not be (a narrower
+    # posterior than any the network saw): then it is flagged by name, never returned as its posterior
+    assert out.reliable[0], out.summary()
+    assert out.reliable[1] or out.flagged == (spectra[1].label,)
+    for i, spec in enumerate(spectra):
+        if not out.reliable[i]:
+            continue
+        own = Session((spec,), session.model, session.settings)
+        _, chain = fit_and_chain(own.statistic_function(), np.median(out.samples[i], axis=0), r.prior,
+                                 session.model.free_parameters, 4000, 1000, 8,
+                                 np.random.default_rng(30 + i), covariance=np.cov(out.samples[i].T))
+        sd = chain.samples.std(axis=0)
+        diff = np.abs(np.median(out.samples[i], axis=0) - np.median(chain.samples, axis=0)) / sd
+        assert np.all(diff < 0.3), (i, diff)
+    # another channel selection: the network cannot read it, and the message names the file
+    narrow = dataclasses.replace(spectra[0].ignore("**-1.0"), path="narrow.pha")
+    with pytest.raises(SetupError, match="narrow.pha.*noticed bins"):
+        r.posteriors_for([narrow], n_samples=200)

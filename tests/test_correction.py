@@ -13,10 +13,10 @@ from xspec_sbi.inference.config import NPEConfig
 from xspec_sbi.presets.table1 import table1_prior
 
 
-def _fit(session, n_sims, config, seed):
+def _fit(session, n_sims, config, seed, **kw):
     return sbi_fit(session, prior=table1_prior(1), restrict="counts:1000-10000",
                    n_simulations=n_sims, n_samples=20_000, chain_length=16_000, chain_burn=2_000,
-                   seed=seed, workers=2, config=config, progress=False)
+                   seed=seed, workers=2, config=config, progress=False, **kw)
 
 
 def _median_offsets(samples, chain):
@@ -36,8 +36,9 @@ def session():
 
 @pytest.fixture(scope="module")
 def under_trained(session):
-    # 300 simulations and 30 epochs: a broad, biased proposal
-    return _fit(session, 300, NPEConfig(max_epochs=30, patience=5), seed=11)
+    # 300 simulations and 30 epochs: a broad, biased proposal. refine=False: these tests are
+    # about the check of this network itself (the refinement it triggers: tests/test_adaptive.py)
+    return _fit(session, 300, NPEConfig(max_epochs=30, patience=5), seed=11, refine=False)
 
 
 @pytest.fixture(scope="module")

@@ -39,8 +39,9 @@ def test_dask_cluster_gives_the_process_pool_result(simulator, theta):
         on_pool = simulate(simulator, theta, seed=123, executor=pool)
     here = simulate(simulator, theta, seed=123)
 
-    # the three chunks ran on the cluster's worker processes, not here
-    assert len(stream.data) == 3
+    # every task ran on the cluster's worker processes, not here (how many tasks the run is cut
+    # into follows the measured cost per spectrum; the spectra do not depend on it)
+    assert stream.data and {t["worker"] for t in stream.data} <= set(workers)
     assert len(set(workers.values())) == 2 and os.getpid() not in workers.values()
     np.testing.assert_array_equal(on_dask, on_pool)
     np.testing.assert_array_equal(on_dask, here)

@@ -8,7 +8,7 @@ from xspec_sbi.forward import stats
 from xspec_sbi.model import library as xslibrary
 from xspec_sbi.forward.objective import PoissonStatistic
 from xspec_sbi.presets.nicer import builtin_nicer_response, reference_spectrum
-from xspec_sbi.forward.simulate import JointSimulator, Simulator, make_pool, simulate
+from xspec_sbi.forward.simulate import JointSimulator, Simulator, _compact, make_pool, simulate
 from xspec_sbi.data.spectrum import Spectrum, load_spectrum
 from xspec_sbi.model.expression import Model
 
@@ -51,11 +51,64 @@ def test_same_seed_same_spectra_any_executor(simulator):
     assert np.array_equal(serial, simulate(simulator, theta, seed=123, chunk_size=128))
     assert not np.array_equal(serial, simulate(simulator, theta, seed=124, chunk_size=128))
     with make_pool(simulator, workers=2) as pool:
+        pool.seconds_per_spectrum = 1.0      # as if costly: one seed block per task, all in workers
         pooled = simulate(simulator, theta, seed=123, executor=pool, chunk_size=128)
+        # the workers' measured cost replaced part of the pretended one
+        assert 0 < pool.seconds_per_spectrum < 1.0
     assert np.array_equal(serial, pooled)
     with cf.ProcessPoolExecutor(max_workers=1) as plain:   # simulator shipped with each chunk
         shipped = simulate(simulator, theta[:300], seed=123, executor=plain, chunk_size=128)
     assert np.array_equal(serial[:300], shipped)
+
+
+class _InlineExecutor(cf.Executor):
+    """Runs each task at once in this process and counts the tasks; its cost per spectrum is given."""
+
+    def __init__(self, seconds_per_spectrum, workers=2):
+        self.seconds_per_spectrum = seconds_per_spectrum
+        self.workers = workers
+        self.tasks = []
+
+    def submit(self, fn, *args):
+        fut = cf.Future()
+        fut.set_result(fn(*args))
+        self.tasks.append(args[1].shape[0])     # spectra in the task
+        return fut
+
+
+def test_task_size_never_changes_the_spectra(simulator):
+    rng = np.random.default_rng(8)
+    n, block = 5000, 100                         # 50 seed blocks
+    theta = np.column_stack([rng.uniform(0.1, 0.3, n), rng.uniform(0.5, 2.5, n),
+                             10 ** rng.uniform(-1, 1, n)])
+    serial = simulate(simulator, theta, seed=9, chunk_size=block)
+    # cheap: the whole run stays here, no task at all
+    cheap = _InlineExecutor(1e-9)
+    assert np.array_equal(simulate(simulator, theta, seed=9, executor=cheap, chunk_size=block), serial)
+    assert cheap.tasks == []
+    # costly: one seed block per task
+    costly = _InlineExecutor(1.0)
+    assert np.array_equal(simulate(simulator, theta, seed=9, executor=costly, chunk_size=block), serial)
+    assert costly.tasks == [block] * 50
+    # in between: TASK_SECONDS / (2e-5 s x 100) = 50 blocks, capped at a quarter of each
+    # worker's share (50 // (4 x 2) = 6 blocks)
+    mid = _InlineExecutor(2e-5)
+    assert np.array_equal(simulate(simulator, theta, seed=9, executor=mid, chunk_size=block), serial)
+    assert mid.tasks == [600] * 8 + [200]
+    # no cost given (a plain executor): measured on the first block, run here
+    plain = _InlineExecutor(None)
+    got = simulate(simulator, theta, seed=9, executor=plain, chunk_size=block)
+    assert np.array_equal(got, serial) and sum(plain.tasks) in (0, n - block)
+
+
+def test_counts_travel_as_compact_integers_without_loss():
+    small = np.array([[0.0, 3.0, 65535.0]])
+    big = np.array([[0.0, 70000.0]])
+    frac = np.array([[0.5, 2.0]])
+    assert _compact(small).dtype == np.uint16 and np.array_equal(_compact(small), small)
+    assert _compact(big).dtype == np.uint32 and np.array_equal(_compact(big), big)
+    assert _compact(frac).dtype == np.float64 and np.array_equal(_compact(frac), frac)
+    assert _compact(-small).dtype == np.float64
 
 
 def test_threads_are_refused(simulator):

@@ -17,7 +17,78 @@ import numpy as np
 from xspec_sbi.checks.importance import cstat_log_like_constant, importance_correct, wstat_log_like_constant
 from xspec_sbi.forward.objective import PoissonStatistic
 
-__all__ = ["AmortizedPosteriors", "amortized_posteriors"]
+__all__ = ["AmortizedPosteriors", "amortized_posteriors", "SetupError", "setup_differences"]
+
+
+class SetupError(ValueError):
+    """A spectrum the trained network cannot read (other channels, bins or background layout)."""
+
+
+def _max_rel(reference, other) -> float:
+    """Largest ``|other - reference| / |reference|`` (where the reference is not 0)."""
+    a, b = np.asarray(reference, float), np.asarray(other, float)
+    scale = np.abs(a)
+    d = np.where(scale > 0, np.abs(b - a) / np.where(scale > 0, scale, 1.0), np.abs(b - a) > 0)
+    return float(d.max()) if d.size else 0.0
+
+
+def setup_differences(template, spectrum) -> list[str]:
+    """How ``spectrum``'s set-up differs from the training spectrum's, in words and numbers.
+
+    Parameters
+    ----------
+    template, spectrum : Spectrum
+        The network's training spectrum, and one to apply it to.
+
+    Returns
+    -------
+    list of str
+        One entry per property that differs (empty: the same set-up).
+
+    Raises
+    ------
+    SetupError
+        The network cannot read the spectrum: a different number of noticed
+        bins, other bin edges, or a background where there was none (or the
+        reverse). The message names the property and the file.
+    """
+    where = spectrum.label
+    if spectrum.n_bins != template.n_bins:
+        raise SetupError(f"{where}: {spectrum.n_bins} noticed bins, the network reads {template.n_bins} "
+                         "(use the same grouping and ignore/notice as the training spectrum)")
+    lo_t, hi_t = template.bin_energies()
+    lo_s, hi_s = spectrum.bin_energies()
+    if _max_rel(lo_t, lo_s) > 1e-3 or _max_rel(hi_t, hi_s) > 1e-3:
+        raise SetupError(f"{where}: the noticed bins cover other energies than the training "
+                         "spectrum's (another response's channels, or another grouping)")
+    if (spectrum.background is None) != (template.background is None):
+        has = "has a background" if spectrum.background is not None else "has no background"
+        raise SetupError(f"{where}: {has}, the training spectrum "
+                         f"{'has none' if template.background is None else 'has one'}")
+    out = []
+    if not np.isclose(spectrum.exposure, template.exposure, rtol=1e-9):
+        out.append(f"exposure x {spectrum.exposure / template.exposure:.3g} "
+                   f"({spectrum.exposure:g} s against {template.exposure:g} s)")
+    rt, rs = template.response, spectrum.response
+    if rt.arf is not None and rs.arf is not None and rt.arf.shape == rs.arf.shape:
+        d = _max_rel(rt.arf, rs.arf)
+        if d > 0:
+            out.append(f"ARF differs by at most {100 * d:.2g} %")
+    elif (rt.arf is None) != (rs.arf is None) or (rt.arf is not None and rt.arf.shape != rs.arf.shape):
+        out.append("another ARF (other energy grid)")
+    mt, ms = rt.matrix, rs.matrix
+    if mt.shape != ms.shape:
+        out.append("another RMF (other energy grid)")
+    else:
+        d = abs(mt - ms).max() if hasattr(mt, "toarray") else np.abs(mt - ms).max()
+        if d > 1e-9:
+            out.append(f"RMF differs by at most {float(d):.2g} (probability per channel)")
+    if spectrum.background is not None:
+        d = _max_rel(template.background_scale(), spectrum.background_scale())
+        if d > 1e-9:
+            out.append(f"background scaling differs by at most {100 * d:.2g} %")
+    return out
+
 
 
 @dataclass(frozen=True, eq=False)
@@ -39,6 +110,8 @@ class AmortizedPosteriors:
         Names of the spectra (file names, or ``"#i"`` for rows of an array).
     corrected : bool
         The exact-likelihood weighting was applied.
+    differences : tuple of tuple of str
+        Per spectrum, how its set-up differs from the training one (empty: the same).
     """
 
     samples: np.ndarray
@@ -48,6 +121,7 @@ class AmortizedPosteriors:
     reliable: np.ndarray
     labels: tuple
     corrected: bool
+    differences: tuple = ()
 
     @property
     def flagged(self) -> tuple[str, ...]:
@@ -71,7 +145,8 @@ class AmortizedPosteriors:
 
 def amortized_posteriors(posterior, simulator, prior, x: np.ndarray, *, n_samples: int = 1000,
                          seed: int = 0, correct: bool = True, labels=None,
-                         block_rows: int = 200_000) -> AmortizedPosteriors:
+                         block_rows: int = 200_000, simulators=None,
+                         differences=()) -> AmortizedPosteriors:
     """Draws of ``posterior`` for each row of ``x``, weighted by each row's exact likelihood.
 
     Parameters
@@ -91,6 +166,13 @@ def amortized_posteriors(posterior, simulator, prior, x: np.ndarray, *, n_sample
     labels : sequence of str, optional
     block_rows : int
         Draws folded at once (memory: about ``block_rows x n_bins x 8`` bytes).
+    simulators : sequence of SpectralSimulator, optional
+        One per row, for spectra whose response, ARF, exposure or background
+        differ from the training set-up: each row's draws are weighted by its
+        own exact likelihood, so the answer is that spectrum's posterior where
+        the check passes.
+    differences : sequence of sequence of str, optional
+        Per row, how its set-up differs (kept in the result).
 
     Returns
     -------
@@ -103,21 +185,28 @@ def amortized_posteriors(posterior, simulator, prior, x: np.ndarray, *, n_sample
     rng = np.random.default_rng([seed, 1])
     raw = raw.reshape(m, n_samples, -1)
     nan = np.full(m, np.nan)
+    differences = tuple(tuple(d) for d in differences)
     if not correct:
-        return AmortizedPosteriors(raw, raw, nan, nan.copy(), np.zeros(m, bool), labels, False)
+        return AmortizedPosteriors(raw, raw, nan, nan.copy(), np.zeros(m, bool), labels, False,
+                                   differences)
     stat = np.empty((m, n_samples))
-    per_block = max(1, block_rows // n_samples)
-    for a in range(0, m, per_block):
-        b = min(m, a + per_block)
-        rows = np.repeat(x[a:b], n_samples, axis=0)
-        stat[a:b] = PoissonStatistic.of_rows(simulator, rows, raw[a:b].reshape(-1, raw.shape[-1])) \
-            .reshape(b - a, n_samples)
+    if simulators is not None:   # each spectrum its own set-up: one folding per spectrum
+        for i, sim in enumerate(simulators):
+            stat[i] = PoissonStatistic.of_rows(sim, np.repeat(x[i:i + 1], n_samples, axis=0), raw[i])
+    else:
+        per_block = max(1, block_rows // n_samples)
+        for a in range(0, m, per_block):
+            b = min(m, a + per_block)
+            rows = np.repeat(x[a:b], n_samples, axis=0)
+            stat[a:b] = PoissonStatistic.of_rows(simulator, rows, raw[a:b].reshape(-1, raw.shape[-1])) \
+                .reshape(b - a, n_samples)
     samples = raw.copy()
     ess, k, ok = nan.copy(), nan.copy(), np.zeros(m, bool)
     for i in range(m):
         log_q = posterior.log_prob(raw[i], x[i])
         const = 0.0
-        for p, blk in zip(simulator.parts, simulator.split(x[i])):
+        sim_i = simulator if simulators is None else simulators[i]
+        for p, blk in zip(sim_i.parts, sim_i.split(x[i])):
             const += (wstat_log_like_constant(blk[:p.n_bins], blk[p.n_bins:]) if p.has_background
                       else cstat_log_like_constant(blk))
         res = importance_correct(raw[i], log_q, prior.log_prob(raw[i]), -0.5 * stat[i], rng,
@@ -125,4 +214,4 @@ def amortized_posteriors(posterior, simulator, prior, x: np.ndarray, *, n_sample
         ess[i], k[i], ok[i] = res.ess_fraction, res.pareto_k, res.reliable
         if res.reliable:
             samples[i] = res.theta
-    return AmortizedPosteriors(samples, raw, ess, k, ok, labels, True)
+    return AmortizedPosteriors(samples, raw, ess, k, ok, labels, True, differences)

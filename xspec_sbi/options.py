@@ -46,12 +46,17 @@ class Budget:
         Simulations per round when ``rounds > 1`` (default 1,000).
     n_samples : int
         Posterior samples drawn and returned (default 10,000).
+    check_seconds : float
+        Time the exact-likelihood check may take (default 120 s): when the
+        statistic is costly (the XSPEC path folds one draw at a time), fewer
+        draws are weighed, never fewer than 1,000; the result says how many.
     """
 
     n_simulations: int | None = None
     rounds: int = 1
     simulations_per_round: int | None = None
     n_samples: int = 10_000
+    check_seconds: float = 120.0
 
     def __post_init__(self):
         _positive_int("rounds", self.rounds)
@@ -261,6 +266,7 @@ SHORTCUTS: Mapping[str, tuple[str, str]] = {
     "rounds": ("budget", "rounds"),
     "simulations_per_round": ("budget", "simulations_per_round"),
     "n_samples": ("budget", "n_samples"),
+    "check_seconds": ("budget", "check_seconds"),
     "estimator": ("network", "estimator"),
     "x_transform": ("network", "x_transform"),
     "pca": ("network", "pca"),

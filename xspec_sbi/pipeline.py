@@ -20,6 +20,7 @@ import numpy as np
 
 from xspec_sbi.baseline.comparison import fit_and_chain
 from xspec_sbi.baseline.mcmc import resolve_walkers
+from xspec_sbi.checks.bounds import bound_warnings
 from xspec_sbi.checks.importance import cstat_log_like_constant, importance_correct, wstat_log_like_constant
 from xspec_sbi.forward.simulate import make_pool, simulate
 from xspec_sbi.inference.posterior import NeuralPosterior
@@ -32,7 +33,7 @@ from xspec_sbi.refine import RoundRecord, check_passes, refine
 from xspec_sbi.result import RunRecord, SBIResult, TrustChecks, summarize
 from xspec_sbi.session import Session
 
-__all__ = ["network_fingerprint", "run", "likelihood_check", "trust_checks", "bound_warnings"]
+__all__ = ["network_fingerprint", "run", "likelihood_check", "trust_checks"]
 
 log = logging.getLogger("xspec_sbi")
 
@@ -75,6 +76,7 @@ class _Stage:
     timings: dict
     simulate_fn: object = None
     n_simulated: int = 0
+    checked: int = 0
 
     def timed(self, name, t0):
         self.timings[name] = time.perf_counter() - t0
@@ -219,7 +221,7 @@ def run(session: Session, prior=None, restrict="cstat", *, seed: int = 0, correc
         goodness=goodness, session=session, prior=box, posterior=posterior, chain=mcmc_chain,
         chain_fit=chain_fit, chain_goodness=chain_good, correction=correction, trust=trust,
         timings=st.timings, settings=record, restriction=restriction, xspec=xspec_side,
-        samples_source=source, rounds=rounds)
+        samples_source=source, rounds=rounds, checked_draws=st.checked)
 
 
 def _first_kind(o: RunOptions) -> str:
@@ -313,17 +315,37 @@ def restrict_prior(kind, args, st: _Stage, cfg):
 
 
 def likelihood_check(raw, posterior, st: _Stage):
-    """Importance-weight the network's draws by the exact Poisson likelihood (PSIS, ESS, evidence)."""
-    log_q = posterior.log_prob(raw, st.x_obs)
-    log_prior = st.box.log_prob(raw)
-    log_like = -0.5 * st.stat_fn(raw)
+    """Importance-weight the network's draws by the exact Poisson likelihood (PSIS, ESS, evidence).
+
+    The work is sized to its cost: when one statistic costs more than
+    ``check_seconds / n_draws`` (XSPEC folding the model one ``setPars`` at a
+    time on the XSPEC path), only as many draws as fit in
+    ``Budget.check_seconds`` are weighed (never fewer than 1,000), and the
+    corrected sample is resampled from them; ``st.checked`` records how many.
+    """
+    n = len(raw)
+    probe = min(20, n)
+    t0 = time.perf_counter()
+    st.stat_fn(raw[:probe])   # timed, to size the check
+    per_draw = (time.perf_counter() - t0) / probe
+    budget = st.options.budget.check_seconds
+    n_check = n if per_draw * n <= budget else min(n, max(1000, int(budget / per_draw)))
+    if n_check < n:
+        log.info("likelihood check: %d of %d draws (%.1f ms per statistic; about %.0f s)",
+                 n_check, n, 1e3 * per_draw, per_draw * n_check)
+    st.checked = n_check
+    draws = raw[:n_check]
+    log_q = posterior.log_prob(draws, st.x_obs)
+    log_prior = st.box.log_prob(draws)
+    log_like = -0.5 * st.stat_fn(draws)   # in one call, as always: the probe only sized the work
     const = 0.0
     for p, b in zip(st.sim.parts, st.sim.split(st.x_obs)):
         if p.has_background:
             const += wstat_log_like_constant(b[:p.n_bins], b[p.n_bins:])
         else:
             const += cstat_log_like_constant(b)
-    return importance_correct(raw, log_q, log_prior, log_like, st.rng, log_like_constant=const)
+    return importance_correct(draws, log_q, log_prior, log_like, st.rng, log_like_constant=const,
+                              n_resample=None if n_check == n else n)
 
 
 def trust_checks(x_train, samples, st: _Stage, *, exact: bool = True, why_not: str = "") -> TrustChecks:
@@ -353,26 +375,6 @@ def trust_checks(x_train, samples, st: _Stage, *, exact: bool = True, why_not: s
     ppc = ppc_pvalue(stat_data, lambda th, r: sim(th, r), samples, st.x_obs, st.rng, n=200,
                      model_counts=model_counts)
     return TrustChecks(ood=ood, ppc=ppc, bounds=bounds)
-
-
-def bound_warnings(samples: np.ndarray, box, *, edge: float = 0.01, share: float = 0.1) -> tuple:
-    """Parameters whose posterior piles against a bound of the prior.
-
-    A share of the draws over ``share`` within ``edge`` of the prior's range
-    (in the prior's warped coordinate: log for log-uniform parameters) from a
-    bound means the data may want a value beyond it.
-    """
-    u = box.to_unit(np.clip(samples, box.lower, box.upper))
-    out = []
-    for j, name in enumerate(box.names):
-        for side, near, value in (("lower", u[:, j] <= edge, box.lower[j]),
-                                  ("upper", u[:, j] >= 1 - edge, box.upper[j])):
-            f = float(np.mean(near))
-            if f > share:
-                out.append(f"{name}: {100 * f:.0f}% of the posterior lies within {100 * edge:g}% of the "
-                           f"prior's {side} bound {value:g}; the data may want a value beyond it "
-                           f"(widen the prior if that is physical)")
-    return tuple(out)
 
 
 def _versions():

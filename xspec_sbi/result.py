@@ -185,6 +185,9 @@ class SBIResult:
         network's own draws: the check was off, or failed with no fallback).
     rounds : tuple of RoundRecord
         Every round of inference with its check (first network, refinements).
+    checked_draws : int
+        Network draws weighed by the exact likelihood in the last check (all of
+        them unless the statistic is costly, see ``Budget.check_seconds``).
     """
 
     names: tuple[str, ...]
@@ -210,6 +213,7 @@ class SBIResult:
     xspec: Optional["XspecComparison"] = None
     samples_source: str = "corrected"
     rounds: tuple = ()
+    checked_draws: int = 0
 
     # -- tables --------------------------------------------------------------------
     def chain_summaries(self) -> tuple[ParameterSummary, ...] | None:
@@ -244,6 +248,9 @@ class SBIResult:
             rows.append(f"likelihood check: ESS {100 * c.ess_fraction:.1f}% , Pareto k {c.pareto_k:.2f}, "
                         f"log evidence {c.log_evidence:.2f} +/- {c.log_evidence_se:.2f}"
                         + (f"  -> {c.warning}" if c.warning else ""))
+            if 0 < self.checked_draws < len(self.samples_raw):
+                rows.append(f"  (on {self.checked_draws} of the {len(self.samples_raw)} network draws: "
+                            "the statistic is costly here, see Budget.check_seconds)")
         if self.xspec is not None:
             rows.append(str(self.xspec))
         rows.extend(self.trust.lines())
@@ -278,7 +285,10 @@ class SBIResult:
 
         Each observation's draws are weighted by its own exact likelihood
         (see :mod:`xspec_sbi.amortized`); the result names the observations
-        whose check failed.
+        whose check failed. Spectra whose exposure, ARF, RMF values or
+        background scaling differ from the training spectrum are accepted (the
+        network reads their counts, their own set-up gives the likelihood) and
+        their differences are listed; other bins are refused.
 
         Parameters
         ----------
@@ -295,11 +305,24 @@ class SBIResult:
         -------
         AmortizedPosteriors
         """
-        from xspec_sbi.amortized import amortized_posteriors
+        from xspec_sbi.amortized import amortized_posteriors, setup_differences
+        labels = simulators = None
+        differences = ()
+        if not isinstance(observations, np.ndarray):
+            labels = [s.label for s in observations]
+            if len(self.session.spectra) == 1:
+                # spectra of another exposure, ARF or background scaling: each is judged by its
+                # own exact likelihood; other bins or channels are refused, naming the file
+                template = self.session.spectra[0]
+                differences = [setup_differences(template, s) for s in observations]
+                if any(differences):
+                    simulators = [self.session.__class__((s,), self.session.model,
+                                                         self.session.settings).simulator()
+                                  for s in observations]
         x = _as_observations(observations, self.session)
-        labels = None if isinstance(observations, np.ndarray) else [s.label for s in observations]
         return amortized_posteriors(self.posterior, self.session.simulator(), self.prior, x,
-                                    n_samples=n_samples, seed=seed, correct=correct, labels=labels)
+                                    n_samples=n_samples, seed=seed, correct=correct, labels=labels,
+                                    simulators=simulators, differences=differences)
 
     def posterior_samples_for(self, observations, n_samples: int = 1000, seed: int = 0,
                               correct: bool = True) -> np.ndarray:

@@ -7,9 +7,16 @@ contains Poisson counts of the background scaled to the source region
 the observed one. :class:`Simulator` does exactly that for a batch of
 parameter vectors and is a pure function of ``(theta, rng)``.
 
-Reproducibility: a run is cut into chunks of fixed size, chunk ``i`` draws
-from ``SeedSequence(seed).spawn(n_chunks)[i]``, so the same seed gives the
-same spectra whatever executor or number of workers runs the chunks.
+Reproducibility: a run is cut into seed blocks of fixed size, block ``i``
+draws from ``SeedSequence(seed).spawn(n_blocks)[i]``, so the same seed gives
+the same spectra whatever executor or number of workers runs the blocks.
+How many consecutive blocks travel to a worker as one task is chosen from the
+measured cost of a spectrum (see :func:`simulate`); it never changes a number,
+because every block is drawn with its own generator whatever task carries it.
+
+The module is over 400 lines because the simulator and the code that runs it
+in many processes share one reproducibility contract (the seed blocks above);
+keeping them together keeps that contract in one place.
 """
 from __future__ import annotations
 
@@ -261,11 +268,38 @@ def _exit_with_parent(parent: int, period_s: float = 0.5) -> None:
     os._exit(1)
 
 
-def _run_chunk(simulator, theta, seed_seq):
+def _run_blocks(simulator, theta, seed_seqs, block_size):
+    """Run consecutive seed blocks in a worker; counts come back as compact integers.
+
+    Returns ``(counts, seconds)``: the blocks side by side, in the smallest
+    unsigned integer type that holds them exactly (Poisson counts are whole
+    numbers; uint16 is a quarter of float64's bytes, and moving the result
+    between processes is what made the pool lose to one process on cheap
+    spectra), and the seconds the work took, which the parent's cost estimate
+    uses.
+    """
     sim = simulator if simulator is not None else _installed
     if sim is None:
         raise RuntimeError("worker has no simulator installed")
-    return sim(theta, np.random.default_rng(seed_seq))
+    t0 = time.perf_counter()
+    out = np.empty((theta.shape[0], sim.n_outputs))
+    for k, sq in enumerate(seed_seqs):
+        a = k * block_size
+        out[a:a + block_size] = sim(theta[a:a + block_size], np.random.default_rng(sq))
+    return _compact(out), time.perf_counter() - t0
+
+
+def _compact(counts: np.ndarray) -> np.ndarray:
+    """``counts`` in uint16 or uint32 when that holds every value exactly, else as they are."""
+    top = counts.max(initial=0.0)
+    for kind in (np.uint16, np.uint32):
+        if top <= np.iinfo(kind).max and counts.min(initial=0.0) >= 0:
+            packed = counts.astype(kind)
+            # whole numbers survive the cast exactly; anything else is sent as it is
+            if np.array_equal(packed, counts):
+                return packed
+            break
+    return counts
 
 
 @contextlib.contextmanager
@@ -307,6 +341,9 @@ class SimulatorPool(cf.ProcessPoolExecutor):
     def __init__(self, simulator: Simulator, workers: int | None = None):
         self.simulator = simulator
         n = workers or os.cpu_count() or 1
+        self.workers = n
+        #: Measured seconds per spectrum in a worker (None until a task has run); sizes tasks.
+        self.seconds_per_spectrum: float | None = None
         super().__init__(max_workers=n, mp_context=multiprocessing.get_context("spawn"),
                          initializer=_install, initargs=(simulator, os.getpid()))
         try:
@@ -342,9 +379,27 @@ class SimulatorPool(cf.ProcessPoolExecutor):
         return False
 
 
+    def record_cost(self, seconds: float, n_spectra: int) -> None:
+        """Fold a finished task's cost (s for ``n_spectra`` spectra) into :attr:`seconds_per_spectrum`."""
+        if n_spectra <= 0:
+            return
+        c = seconds / n_spectra
+        old = self.seconds_per_spectrum
+        # a running mean that follows the machine's load without jumping on one slow task
+        self.seconds_per_spectrum = c if old is None else 0.8 * old + 0.2 * c
+
+
 def make_pool(simulator: Simulator, workers: int | None = None) -> SimulatorPool:
     """A :class:`SimulatorPool` for ``simulator`` with ``workers`` processes (default: all cores)."""
     return SimulatorPool(simulator, workers)
+
+
+#: Work per pooled task, s: long enough that a task's fixed cost (submitting,
+#: pickling, collecting: ~1 ms) stays near 1 %, short enough for the progress
+#: bar and for the workers to finish together.
+TASK_SECONDS = 0.1
+#: Work below which a pool is not used, s: the tasks would cost more than they save.
+IN_PROCESS_SECONDS = 0.05
 
 
 def simulate(simulator: Simulator, theta, seed, executor: cf.Executor | None = None,
@@ -359,39 +414,81 @@ def simulate(simulator: Simulator, theta, seed, executor: cf.Executor | None = N
     executor : concurrent.futures.Executor, optional
         None runs in this process. A pool from :func:`make_pool` already holds
         the simulator; any other executor (threads excepted: XSPEC is not
-        thread-safe) gets it with each chunk.
+        thread-safe) gets it with each task.
     chunk_size : int
-        Spectra per task; fixed so results do not depend on the executor.
+        Spectra per seed block; fixed so results do not depend on the executor.
     progress : bool
         Show a progress bar.
 
     Returns
     -------
     ndarray (n, simulator.n_outputs), counts
+
+    Notes
+    -----
+    With an executor, the cost of one spectrum (s) is measured on the first
+    seed block, run here, or taken from the executor's
+    ``seconds_per_spectrum`` (a :class:`SimulatorPool` keeps it from earlier
+    runs, through its ``record_cost``). When the whole run would take under
+    :data:`IN_PROCESS_SECONDS` it stays in this process; otherwise a task
+    carries as many consecutive blocks as take :data:`TASK_SECONDS`, but at
+    most a quarter of each worker's share (so the workers finish together).
+    Neither choice changes a number: each block has its own generator.
     """
     theta = np.atleast_2d(np.asarray(theta, dtype=np.float64))
     if isinstance(executor, cf.ThreadPoolExecutor):
         raise ValueError("executor: XSPEC's model library is not thread-safe; "
                          "use a process pool (make_pool) or a Dask client")
+    if int(chunk_size) < 1:
+        raise ValueError(f"chunk_size={chunk_size}: must be a positive number of spectra")
     ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
-    starts = range(0, theta.shape[0], chunk_size)
+    n = theta.shape[0]
+    starts = range(0, n, chunk_size)
     seeds = ss.spawn(len(starts))
-    out = np.empty((theta.shape[0], simulator.n_outputs))
-    bar = _bar(theta.shape[0], progress, desc)
+    out = np.empty((n, simulator.n_outputs))
+    bar = _bar(n, progress, desc)
+
+    def here(blocks):
+        for k in blocks:
+            s = starts[k]
+            out[s:s + chunk_size] = simulator(theta[s:s + chunk_size], np.random.default_rng(seeds[k]))
+            bar.update(min(chunk_size, n - s))
+
     try:
         if executor is None:
-            for s, sq in zip(starts, seeds):
-                out[s:s + chunk_size] = simulator(theta[s:s + chunk_size], np.random.default_rng(sq))
-                bar.update(min(chunk_size, theta.shape[0] - s))
+            here(range(len(starts)))
             return out
+        # a SimulatorPool (or any executor with these attributes) knows its cost per spectrum
+        cost = getattr(executor, "seconds_per_spectrum", None)
+        first = 0
+        if cost is None and len(starts):
+            t0 = time.perf_counter()
+            here([0])
+            cost = (time.perf_counter() - t0) / min(chunk_size, n)
+            first = 1
+        left = n - first * chunk_size
+        if left <= 0 or cost * left < IN_PROCESS_SECONDS:
+            here(range(first, len(starts)))
+            return out
+        workers = getattr(executor, "workers", None) or os.cpu_count() or 1
+        n_left = len(starts) - first
+        per_task = int(np.clip(np.ceil(TASK_SECONDS / (cost * chunk_size)), 1,
+                               max(1, n_left // (4 * workers))))
         installed = isinstance(executor, SimulatorPool) and executor.simulator is simulator
         payload = None if installed else simulator
-        futures = {executor.submit(_run_chunk, payload, theta[s:s + chunk_size], sq): s
-                   for s, sq in zip(starts, seeds)}
+        record = getattr(executor, "record_cost", None)
+        futures = {}
+        for k in range(first, len(starts), per_task):
+            blocks = range(k, min(k + per_task, len(starts)))
+            s, e = starts[blocks[0]], min(starts[blocks[-1]] + chunk_size, n)
+            futures[executor.submit(_run_blocks, payload, theta[s:e],
+                                    [seeds[j] for j in blocks], chunk_size)] = s
         for fut in cf.as_completed(futures):
             s = futures[fut]
-            block = fut.result()
+            block, seconds = fut.result()
             out[s:s + block.shape[0]] = block
+            if record is not None:
+                record(seconds, block.shape[0])
             bar.update(block.shape[0])
         return out
     finally:
