@@ -54,12 +54,12 @@ def test_dask_cluster_gives_the_process_pool_result(simulator, theta):
 
 
 def test_cli_executor_option_reaches_the_cluster(simulator, theta):
-    from xspec_sbi.cli import main as cli
+    from xspec_sbi.cli.executors import executor as cli_executor
     from xspec_sbi.forward.simulate import simulate
 
     with distributed.LocalCluster(n_workers=1, processes=True, threads_per_worker=1,
                                   dashboard_address=None) as cluster:
         address = cluster.scheduler_address.replace("tcp://", "dask://")
-        with cli._executor(address, cli._Say(0)) as executor:
+        with cli_executor(address) as executor:
             got = simulate(simulator, theta[:300], seed=5, executor=executor)
     np.testing.assert_array_equal(got, simulate(simulator, theta[:300], seed=5))

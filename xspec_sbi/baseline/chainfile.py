@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 from astropy.io import fits
+
+from xspec_sbi.files import atomic_write
 
 __all__ = [
     "CHAIN_EXTNAME",
@@ -225,20 +226,9 @@ def write_chain_file(
     table.header.add_comment(f"Length = {n_rows}")
     hdul = fits.HDUList([fits.PrimaryHDU(), table])
 
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".chain-", suffix=".fits.tmp", dir=directory)
-    os.close(fd)
-    try:
-        hdul.writeto(tmp, overwrite=True)
-        if overwrite:
-            os.replace(tmp, path)
-        else:
-            # A hard link fails if the target appeared meanwhile: no clobbering.
-            os.link(tmp, path)
-            os.unlink(tmp)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    # through files.atomic_write: never half-written, mode 0644 (not mkstemp's 0600), and
+    # without overwrite a hard link refuses a file that appeared meanwhile
+    atomic_write(path, lambda tmp: hdul.writeto(tmp, overwrite=True), overwrite=overwrite)
 
 
 def read_chain_file(path: str | os.PathLike) -> ChainFile:

@@ -36,6 +36,7 @@ __all__ = [
     "float_keyword",
     "check_finite",
     "check_grid",
+    "header_keywords",
 ]
 
 _ROW_SUFFIX = re.compile(r"^(?P<path>.*)\{(?P<row>\s*\d+\s*)\}\s*$")
@@ -202,3 +203,41 @@ def check_grid(lo: np.ndarray, hi: np.ndarray, path: str, what: str) -> None:
                         f"at row {i + 2} ({lo[i]:g} then {lo[i + 1]:g} keV)")
     if lo[0] < 0:
         raise OGIPError(f"{path}: {what} has a negative energy ({lo[0]:g} keV)")
+
+
+def header_keywords(path: str | os.PathLike, keywords, extname: str) -> dict[str, object]:
+    """Header keywords of any OGIP file, from extension ``extname`` first, then the primary.
+
+    Parameters
+    ----------
+    path : str or path-like
+        FITS file; a ``{N}`` row suffix is ignored.
+    keywords : iterable of str
+        Keyword names, e.g. ``("TELESCOP", "INSTRUME")``.
+    extname : str
+        Extension searched first, by EXTNAME or HDUCLAS1/HDUCLAS2 (``SPECRESP``
+        for an ARF, ``MATRIX`` for an RMF; PHA files:
+        :func:`xspec_sbi.data.ogip_pha.read_header_keywords`).
+
+    Returns
+    -------
+    dict
+        Keywords found (absent ones left out).
+
+    Raises
+    ------
+    OGIPFileNotFoundError, OGIPError
+        The file does not exist or is not readable as FITS.
+    """
+    bare, _ = split_row_suffix(path)
+    name = extname.upper()
+    found: dict[str, object] = {}
+    with open_fits(bare) as hdul:
+        headers = [h.header for h in hdul[1:]
+                   if name in {str(h.header.get(k, "")).strip().upper()
+                               for k in ("EXTNAME", "HDUCLAS1", "HDUCLAS2")}]
+        for header in headers + [hdul[0].header]:
+            for key in (str(k).upper() for k in keywords):
+                if key not in found and key in header:
+                    found[key] = header[key]
+    return found

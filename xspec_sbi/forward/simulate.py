@@ -24,7 +24,9 @@ import concurrent.futures as cf
 import contextlib
 import multiprocessing
 import os
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from typing import Protocol, Sequence, runtime_checkable
@@ -237,9 +239,20 @@ def fakeit_spectrum(spectrum, model, theta, rng: np.random.Generator, exposure: 
 _installed: Simulator | None = None
 
 
-def _install(simulator: Simulator) -> None:
-    """Pool initializer: one simulator per worker, XSPEC set up alike."""
+def _install(simulator: Simulator, parent: int | None = None) -> None:
+    """Pool initializer: one simulator per worker, XSPEC set up alike.
+
+    The parent alone decides on interrupts: Ctrl-C reaches every process of
+    the terminal's group, and workers that raised their own
+    ``KeyboardInterrupt`` printed one traceback each. A worker whose parent is
+    gone (killed with SIGKILL, say) exits within a second instead of waiting
+    forever on a queue that the other workers keep open.
+    """
     global _installed
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if parent is not None:
+        threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True,
+                         name="xspec_sbi-parent-watch").start()
     try:  # one BLAS thread per worker: the processes are the parallelism
         from threadpoolctl import threadpool_limits
         threadpool_limits(1)
@@ -247,6 +260,12 @@ def _install(simulator: Simulator) -> None:
         pass
     xslibrary.configure(simulator.settings)
     _installed = simulator
+
+
+def _exit_with_parent(parent: int, period_s: float = 0.5) -> None:
+    while os.getppid() == parent:
+        time.sleep(period_s)
+    os._exit(1)
 
 
 def _run_blocks(simulator, theta, seed_seqs, block_size):
@@ -326,10 +345,38 @@ class SimulatorPool(cf.ProcessPoolExecutor):
         #: Measured seconds per spectrum in a worker (None until a task has run); sizes tasks.
         self.seconds_per_spectrum: float | None = None
         super().__init__(max_workers=n, mp_context=multiprocessing.get_context("spawn"),
-                         initializer=_install, initargs=(simulator,))
-        with _main_module_hidden():
-            started = [self.submit(_ready) for _ in range(n)]
-        cf.wait(started)
+                         initializer=_install, initargs=(simulator, os.getpid()))
+        try:
+            with _main_module_hidden():
+                started = [self.submit(_ready) for _ in range(n)]
+            cf.wait(started)
+            # one worker may have answered two of the calls: the executor's own table
+            # (pid -> process; a CPython detail, hence getattr) completes the list
+            self._worker_pids = sorted({f.result() for f in started}
+                                       | set(getattr(self, "_processes", None) or ()))
+        except BaseException:
+            self._worker_pids = []
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """Stop now: drop the queued chunks and end the workers (an error or interrupt unwinds).
+
+        ``shutdown(wait=True)`` would first finish every queued chunk; this
+        ends the workers (SIGTERM; they are this process's children, not yet
+        reaped, so their ids are theirs) and waits only for the pool's threads.
+        """
+        for pid in getattr(self, "_worker_pids", []):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        self.shutdown(wait=True, cancel_futures=True)
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.shutdown(wait=True)
+        else:
+            self.stop()
+        return False
 
 
     def record_cost(self, seconds: float, n_spectra: int) -> None:

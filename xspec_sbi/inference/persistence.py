@@ -11,28 +11,38 @@ fingerprint equal to the saved configuration record is that configuration and
 is read as it is (fields it lacks take their defaults) before the comparison,
 so adding a field with a default to :class:`NPEConfig` leaves networks saved
 before it loadable.
+
+A saved directory is tamper-evident: it is built in a temporary sibling and
+renamed into place with a lock against a concurrent writer
+(:func:`xspec_sbi.files.atomic_folder`), and carries ``manifest.json``, the
+SHA-256 digest of every file (:func:`xspec_sbi.files.write_manifest`).
+:func:`read_network` refuses a directory whose files differ from it, naming
+the file; directories saved before manifests existed load unchecked.
 """
 from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Mapping
 
 import torch
 
 from xspec_sbi._version import __version__
+from xspec_sbi.files import ManifestError, atomic_folder, verify_manifest, write_manifest
 from xspec_sbi.inference.config import FINGERPRINT_SCHEMA, FingerprintMismatch, NPEConfig, NPEError
 
 __all__ = ["FORMAT", "full_fingerprint", "fingerprint_differences", "write_network", "read_network",
-           "read_weights", "check_fingerprint"]
+           "read_weights", "check_fingerprint", "NetworkFileError"]
 
 #: ``format`` entry of ``config.json``.
 FORMAT = "xspec_sbi.npe/1"
 _CONFIG_NAME = "config.json"
 _WEIGHTS_NAME = "weights.pt"
+
+
+class NetworkFileError(NPEError):
+    """A file of a saved network differs from its manifest or cannot be read; names the file."""
 
 
 def full_fingerprint(fingerprint: Mapping) -> dict:
@@ -114,31 +124,19 @@ def write_network(path: str | os.PathLike, record: Mapping, state: Mapping[str, 
     state : mapping
         The flow's ``state_dict`` (tensors are moved to the CPU).
     overwrite : bool
-        Replace an existing file or directory at ``path``.
+        Replace an existing directory at ``path`` (as a whole).
 
     Returns
     -------
     pathlib.Path
     """
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
     record = {"format": FORMAT, "fingerprint_schema": FINGERPRINT_SCHEMA, **record}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
+    # all there or not at all, one writer at a time, nothing of an earlier network kept
+    with atomic_folder(path, overwrite=overwrite) as tmp:
         torch.save({k: v.detach().cpu() for k, v in state.items()}, tmp / _WEIGHTS_NAME)
         (tmp / _CONFIG_NAME).write_text(json.dumps(record, indent=1))
-        if path.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
-            os.replace(path, old / path.name)
-            os.replace(tmp, path)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
+        write_manifest(tmp)
     return path
 
 
@@ -168,7 +166,15 @@ def read_network(path: str | os.PathLike) -> tuple[dict, NPEConfig]:
     for p in (cfg_path, w_path):
         if not p.is_file():
             raise FileNotFoundError(f"{p}: not found (not a saved xspec_sbi posterior?)")
-    record = json.loads(cfg_path.read_text())
+    try:
+        verify_manifest(path, required=False)     # networks saved before manifests: unchecked
+    except ManifestError as exc:
+        raise NetworkFileError(str(exc)) from None
+    try:
+        record = json.loads(cfg_path.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise NetworkFileError(f"{cfg_path}: not valid JSON ({exc}); save the network again") \
+            from None
     if record.get("format") != FORMAT:
         raise NPEError(f"{cfg_path}: format {record.get('format')!r}, expected {FORMAT!r}")
     # Files written before the schema was recorded have the layout of schema 1.
@@ -182,5 +188,17 @@ def read_network(path: str | os.PathLike) -> tuple[dict, NPEConfig]:
 
 
 def read_weights(path: str | os.PathLike) -> dict:
-    """The flow's ``state_dict`` saved in a network directory, on the CPU."""
-    return torch.load(Path(path) / _WEIGHTS_NAME, map_location="cpu", weights_only=True)
+    """The flow's ``state_dict`` saved in a network directory, on the CPU.
+
+    Raises
+    ------
+    NetworkFileError
+        The file cannot be read as saved weights (truncated, say); names it.
+    """
+    w_path = Path(path) / _WEIGHTS_NAME
+    try:
+        return torch.load(w_path, map_location="cpu", weights_only=True)
+    except Exception as exc:    # torch raises RuntimeError, EOFError, UnpicklingError...
+        first = " ".join(str(exc).split())[:160]
+        raise NetworkFileError(f"{w_path}: cannot be read as saved weights ({type(exc).__name__}: "
+                               f"{first}); save the network again") from None

@@ -3,26 +3,18 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from xspec_sbi.files import atomic_folder, atomic_write_bytes
 from xspec_sbi.report.html import report_page
 
-__all__ = ["summary_dict", "write_report"]
+__all__ = ["summary_dict", "write_report", "write_report_files"]
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write_bytes(path, data, overwrite=True)
 
 
 def _jsonable(v):
@@ -98,16 +90,48 @@ def summary_dict(result) -> dict:
     return _jsonable(d)
 
 
+# -- writing mechanics (files.atomic_folder): the report is all there or not at all ---------
 def write_report(result, out, title: str = "xspec_sbi result", notes=(), overwrite: bool = True) -> Path:
-    """Write ``summary.json``, samples, chain files, figures and ``report.html`` into ``out``.
+    """Write the report folder ``out``: ``summary.json``, samples, chain files, figures, ``report.html``.
 
-    Files are written atomically; XSPEC chain files are never silently
-    replaced unless ``overwrite``.
+    The folder is built beside ``out`` and renamed into place when complete
+    (:func:`xspec_sbi.files.atomic_folder`): an error or interrupt leaves
+    ``out`` as it was, and an existing ``out`` is replaced as a whole (no
+    stale file of an earlier run stays), or refused without ``overwrite``.
+
+    Parameters
+    ----------
+    result : SBIResult
+    out : path-like
+        The report folder.
+    title : str
+        Page title.
+    notes : sequence of str
+        Notes shown at the top of the page (an approximation used, say).
+    overwrite : bool
+        Replace an existing folder ``out``.
+
+    Returns
+    -------
+    Path
+        ``out``.
+    """
+    out = Path(out)
+    with atomic_folder(out, overwrite=overwrite) as tmp:
+        write_report_files(result, tmp, title=title, notes=notes)
+    return out
+
+
+def write_report_files(result, out, title: str = "xspec_sbi result", notes=()) -> Path:
+    """Write the report's files into the existing, empty folder ``out`` (see :func:`write_report`).
+
+    For callers that hold the folder themselves (the command line takes it
+    through :func:`~xspec_sbi.files.atomic_folder` before any simulation).
     """
     import matplotlib.pyplot as plt
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    overwrite = True       # a fresh folder: nothing there to protect
     summary = summary_dict(result)
     _atomic_write(out / "summary.json", json.dumps(summary, indent=2).encode())
     buf = out / "posterior_samples.npz"

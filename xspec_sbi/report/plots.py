@@ -8,7 +8,8 @@ import numpy as np
 
 from xspec_sbi.report.spectrum import MCMC_COLOR, SBI_COLOR, spectrum_plot
 
-__all__ = ["corner", "prior_marginals", "spectrum_plot", "axis_label", "SBI_COLOR", "MCMC_COLOR"]
+__all__ = ["corner", "prior_marginals", "spectrum_plot", "axis_label", "SBI_COLOR", "MCMC_COLOR",
+           "track_plot"]
 
 BEST_COLOR = "0.1"
 USER_PRIOR_COLOR = "0.45"
@@ -191,6 +192,41 @@ def prior_marginals(result, path=None, n_draws: int = 4000, seed: int = 0, bins:
     if draws is None:
         fig.text(0.99, 0.99, "no restriction in this run", ha="right", va="top", fontsize=8, color="0.4")
     fig.tight_layout(rect=(0, 0, 1, 0.93))
+    if path is not None:
+        fig.savefig(path, dpi=110)
+    return fig
+
+
+def track_plot(times, x_label: str, summaries, parameters, title: str, path=None):
+    """Parameter tracks of many spectra: posterior median and 68% interval against time or index.
+
+    Parameters
+    ----------
+    times : array_like, (n_spectra,)
+        x positions: seconds since the first spectrum, or the file index.
+    x_label : str
+        x-axis label (with its unit).
+    summaries : sequence of sequence of ParameterSummary
+        Per spectrum, one summary per parameter (``median``, ``lo68``, ``hi68``).
+    parameters : sequence of PriorParameter
+        The box prior's parameters (``name``, ``unit``, ``kind``: log axes for log priors).
+    title : str
+    path : path-like, optional
+        Save the figure there (PNG).
+    """
+    k = len(parameters)
+    fig, axes = _figure(k, 1, figsize=(7, 1.9 * k + 1), sharex=True, squeeze=False)
+    for i, (ax, p) in enumerate(zip(axes[:, 0], parameters)):
+        med = np.array([s[i].median for s in summaries])
+        lo = np.array([s[i].lo68 for s in summaries])
+        hi = np.array([s[i].hi68 for s in summaries])
+        ax.errorbar(times, med, yerr=[med - lo, hi - med], fmt="o", ms=3, capsize=2, color=SBI_COLOR)
+        ax.set_ylabel(f"{p.name}" + (f" ({p.unit})" if p.unit else ""), fontsize=8)
+        if p.kind == "log":
+            ax.set_yscale("log")
+    axes[-1, 0].set_xlabel(x_label)
+    axes[0, 0].set_title(title, fontsize=9)
+    fig.tight_layout()
     if path is not None:
         fig.savefig(path, dpi=110)
     return fig

@@ -1,0 +1,221 @@
+"""``xspec-sbi apply``: one saved network, many spectra, parameter tracks.
+
+Before any sampling: the network's files are checked against its manifest,
+each spectrum against the training set-up (a refusal names the file and the
+property that differs) and against the training reference (out of
+distribution: a warning per file, or a failure with ``--strict``). Then the
+output folder is taken and ``tracks.csv``, ``tracks.png`` and
+``samples.npz`` are written into it, all or none.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import re
+from pathlib import Path
+
+import numpy as np
+
+from xspec_sbi.cli.errors import CommandError
+from xspec_sbi.cli.inputs import build_session
+from xspec_sbi.cli.outputs import check_network, output_folder, refuse_existing
+from xspec_sbi.cli.reference import load_reference
+from xspec_sbi.cli.setup_file import (SETUP_NAME, load_setup, property_differences, setup_model,
+                                      spectrum_properties)
+
+__all__ = ["cmd_apply"]
+
+log = logging.getLogger("xspec_sbi")
+
+
+def _load_posterior(network, fingerprint, device):
+    """The saved posterior; a file that cannot be read is named, without torch's internals."""
+    from xspec_sbi.inference.config import FingerprintMismatch
+    from xspec_sbi.inference.posterior import NeuralPosterior
+    try:
+        return NeuralPosterior.load(network, fingerprint, device=device)
+    except (FingerprintMismatch, FileNotFoundError):
+        raise
+    except Exception as exc:   # truncated weights, edited sizes, broken JSON: one short line
+        first = " ".join(str(exc).split())[:160]
+        raise CommandError(f"{network}: saved network cannot be loaded ({type(exc).__name__}: "
+                           f"{first}...); it was edited or truncated: save it again") from None
+
+
+def _refusal(label, exc, setup, properties):
+    """Why a spectrum's set-up differs from the training spectrum's, property by property."""
+    training = setup["training_spectra"][0]
+    saved = (setup.get("spectrum_properties") or [None])[0]
+    if "spectra_setup" in str(exc) and saved is not None:
+        differ = property_differences(saved, properties)
+        if differ:
+            return (f"{label}: set-up differs from the network's training spectrum {training} in "
+                    f"{'; '.join(differ)}; apply needs spectra of the training set-up")
+    keys = re.findall(r"differs in \[(.*?)\]", str(exc))
+    what = keys[0] if keys else str(exc)
+    hint = (" (spectra_setup: response, exposure, scaling, grouping, notice state and "
+            "background must be those of the training spectrum)" if "spectra_setup" in what else "")
+    return f"{label}: set-up differs from the network's training spectrum {training} in {what}{hint}"
+
+
+def cmd_apply(args) -> int:
+    """``xspec-sbi apply NETWORK SPEC.pha...``."""
+    from xspec_sbi.inference.config import NPEConfig
+    from xspec_sbi.inference.priors import build_prior
+    from xspec_sbi.result import summarize
+    refuse_existing(args.out, "--out", args.overwrite)
+    if not Path(args.network).is_dir():
+        raise CommandError(f"{args.network}: network folder not found")
+    check_network(args.network)          # edited or truncated files named before any is read
+    setup = load_setup(args.network)
+    setup_path = Path(args.network) / SETUP_NAME
+    if len(setup["training_spectra"]) != 1:
+        raise CommandError(f"{args.network}: trained on {len(setup['training_spectra'])} spectra "
+                           "jointly; apply handles networks trained on one spectrum per observation")
+    model = setup_model(setup, setup_path)
+    try:
+        box = build_prior(model.parameters, {k: tuple(v) if isinstance(v, list) else v
+                                             for k, v in setup["prior"].items()})
+        cfg = NPEConfig.from_dict(setup["npe_config"], source=str(setup_path))
+    except (ValueError, TypeError) as exc:
+        raise CommandError(f"{setup_path}: prior or npe_config unusable ({exc}); the file was "
+                           "edited: save the network again") from None
+    reference = load_reference(args.network)
+    # the output folder is taken (and locked) before the spectra are read: an existing one
+    # is refused at once, and a refusal below leaves nothing behind
+    with output_folder(args.out, "--out", args.overwrite) as out:
+        x, labels, counts, posterior = _read_spectra(args, setup, model, box, cfg)
+        flags = _ood(reference, x, labels, args.strict)
+        times, axis_label = _times(args.times, args.spectra)
+        log.info("%d spectra of %s; sampling %d posterior draws each", len(x), model.expression,
+                 args.samples)
+        samples = posterior.sample(x, args.samples, rng=args.seed)
+        summaries = [summarize(box.names, s) for s in samples]
+        _write_tracks_csv(out / "tracks.csv", labels, times, axis_label, counts, summaries, box,
+                          flags)
+        _plot_tracks(out / "tracks.png", times, axis_label, summaries, box, model.expression)
+        with open(out / "samples.npz", "wb") as fh:
+            np.savez(fh, names=np.array(box.names), spectra=np.array(labels), times=times,
+                     samples=samples)
+    _print_tracks(labels, summaries)
+    final = Path(args.out)
+    print(f"tracks: {final / 'tracks.csv'}, {final / 'tracks.png'}")
+    return 0
+
+
+def _read_spectra(args, setup, model, box, cfg):
+    """Observed vectors, labels, counts of the spectra, and the posterior their set-up loads."""
+    from tqdm.auto import tqdm
+
+    from xspec_sbi.api import network_fingerprint
+    from xspec_sbi.inference.config import FingerprintMismatch
+    xs, fps, labels, counts, props = [], [], [], [], []
+    quiet = log.getEffectiveLevel() > logging.INFO
+    for spec in tqdm(args.spectra, desc="reading spectra", disable=quiet or len(args.spectra) < 20,
+                     leave=False):
+        session = build_session([spec], model, ignore=setup["ignore"], notice=setup["notice"],
+                                abund=setup["abund"], xsect=setup["xsect"],
+                                respfile=setup["respfile"], arffile=setup["arffile"],
+                                backfile=setup["backfile"], nicer_like_arf=setup["nicer_like_arf"])
+        fps.append(network_fingerprint(session, box, cfg))
+        xs.append(session.observed())
+        labels.append(session.spectra[0].label)
+        counts.append(float(session.spectra[0].binned_counts().sum()))
+        props.append(spectrum_properties(session.spectra[0]))
+    posterior = None
+    groups: dict[str, list[int]] = {}
+    for i, fp in enumerate(fps):
+        groups.setdefault(json.dumps(fp, sort_keys=True, default=str), []).append(i)
+    for key, members in groups.items():
+        try:
+            posterior = _load_posterior(args.network, json.loads(key), args.device)
+        except FingerprintMismatch as exc:
+            first = members[0]
+            label = labels[first] + (f" (and {len(members) - 1} more)" if len(members) > 1 else "")
+            raise CommandError(_refusal(label, exc, setup, props[first])) from None
+    return np.stack(xs), labels, counts, posterior
+
+
+def _ood(reference, x, labels, strict: bool) -> list[str]:
+    """Out-of-distribution reasons per spectrum ('' inside); ``--strict`` fails on the first."""
+    if reference is None:
+        if strict:
+            raise CommandError("apply --strict: the network has no training reference "
+                               "(ood_reference.npz; saved by an older version): retrain it with "
+                               "'xspec-sbi train' or drop --strict")
+        log.info("the network has no training reference: out-of-distribution check skipped")
+        return [""] * len(labels)
+    if reference.n_bins != x.shape[1]:
+        raise CommandError(f"ood_reference.npz has {reference.n_bins} bins, the spectra "
+                           f"{x.shape[1]}: the network folder was edited; save it again")
+    flags = []
+    for label, row in zip(labels, x):
+        result = reference.check(row)
+        flags.append((result.warning or "flagged") if result.flagged else "")
+        if result.flagged:
+            text = (f"{label}: outside the network's training spectra ({result.warning}); its "
+                    "posterior is an extrapolation")
+            if strict:
+                raise CommandError(f"{text}; nothing written (--strict)")
+            log.warning("%s; --strict makes this an error", text)
+    return flags
+
+
+def _times(mode, spectra):
+    from xspec_sbi.data.ogip_pha import observation_time
+    index = np.arange(len(spectra), dtype=float)
+    if mode == "index":
+        return index, "spectrum index (file order)"
+    found = []
+    for s in spectra:
+        try:
+            found.append(observation_time(s))
+        except ValueError as exc:      # OGIPError, or a TSTART that is not a number
+            raise CommandError(f"{s}: {exc}; use --times index" if str(s) not in str(exc)
+                               else f"{exc}; use --times index") from None
+    missing = [s for s, t in zip(spectra, found) if t is None]
+    if missing:
+        if mode == "header":
+            raise CommandError(f"{missing[0]}: no TSTART keyword; use --times index")
+        log.info("no TSTART in %s: tracks use the file order", missing[0])
+        return index, "spectrum index (file order)"
+    t = np.asarray(found)
+    t0 = float(t.min())
+    return t - t0, f"time since {t0:.3f} s (mission time, mid-exposure)"
+
+
+def _write_tracks_csv(path, labels, times, axis_label, counts, summaries, box, flags):
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    head = ["spectrum", "time_s" if axis_label.startswith("time") else "index", "counts"]
+    for n in box.names:
+        head += [f"{n}_median", f"{n}_lo68", f"{n}_hi68"]
+    w.writerow(head + ["out_of_distribution"])
+    for label, t, n, summ, flag in zip(labels, times, counts, summaries, flags):
+        row = [label, f"{t:.6f}", f"{n:.0f}"]
+        for s in summ:
+            row += [f"{s.median:.6g}", f"{s.lo68:.6g}", f"{s.hi68:.6g}"]
+        w.writerow(row + [flag])
+    Path(path).write_text(buf.getvalue())   # inside the command's temporary folder
+
+
+def _plot_tracks(path, times, axis_label, summaries, box, expression):
+    import matplotlib.pyplot as plt
+
+    from xspec_sbi.report.plots import track_plot
+    fig = track_plot(times, axis_label, summaries, box.parameters,
+                     f"{expression}: posterior median and 68% interval", path=path)
+    plt.close(fig)
+
+
+def _print_tracks(labels, summaries):
+    if log.getEffectiveLevel() > logging.INFO:
+        return
+    width = max(len(Path(lab).name) for lab in labels) + 2
+    names = [s.name for s in summaries[0]]
+    log.info("%s", f"{'spectrum':<{width}}" + "".join(f"{n:>30}" for n in names))
+    for lab, summ in zip(labels, summaries):
+        cells = "".join(f"{f'{s.median:.4g} [{s.lo68:.4g}, {s.hi68:.4g}]':>30}" for s in summ)
+        log.info("%s", f"{Path(lab).name:<{width}}{cells}")

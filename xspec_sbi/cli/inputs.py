@@ -1,0 +1,155 @@
+"""From command-line options to a model, a prior and a session, checked at the edge.
+
+Every refusal names the option or file at fault and says what to do; what is
+accepted but doubtful (an all-zero spectrum, non-integer counts under a
+Poisson statistic) is said as a warning naming the file.
+"""
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+import numpy as np
+
+from xspec_sbi.cli.errors import CommandError, UsageError
+from xspec_sbi.cli.parser import parse_freeze, parse_prior
+
+__all__ = ["model_and_prior", "build_session", "check_counts", "describe", "response_note"]
+
+log = logging.getLogger("xspec_sbi")
+
+_ROW = re.compile(r"^(?P<path>.*)\{(?P<row>[^{}]*)\}\s*$")
+
+
+def model_and_prior(expression: str, freeze, prior_texts):
+    """Model with ``--freeze`` applied, and the ``--prior`` overrides by canonical name.
+
+    Returns
+    -------
+    (Model, dict, BoxPrior)
+    """
+    from xspec_sbi.inference.priors import build_prior
+    from xspec_sbi.model.expression import Model
+    try:
+        model = Model(expression)
+    except ValueError as exc:
+        raise UsageError(f"--model {expression!r}: {exc}") from None
+    for text in freeze:
+        name, value = parse_freeze(text)
+        try:
+            if value is not None:
+                model = model.set(**{name: value})
+            model = model.freeze(name)
+        except ValueError as exc:
+            raise UsageError(f"--freeze {text!r}: {exc}") from None
+    if not model.free_parameters:
+        raise UsageError(f"--freeze: every parameter of {model.expression} is frozen; leave at "
+                         "least one free (drop it from --freeze)")
+    overrides, given = {}, {}
+    for text in prior_texts:
+        name, spec = parse_prior(text)
+        try:
+            canonical = model.parameters[model.index_of(name)].name
+        except ValueError as exc:
+            raise UsageError(f"--prior {text!r}: {exc}") from None
+        if canonical in given:
+            raise UsageError(f"--prior given twice for {canonical} ({given[canonical]!r} and "
+                             f"{text!r}): give it once")
+        if model.parameters[model.index_of(name)].frozen:
+            raise UsageError(f"--prior {text!r}: {canonical} is frozen (--freeze); a prior is for "
+                             "free parameters only")
+        given[canonical] = text
+        overrides[canonical] = spec
+    try:
+        box = build_prior(model.parameters, overrides)
+    except ValueError as exc:
+        raise UsageError(f"--prior: {exc}") from None
+    return model, overrides, box
+
+
+def _check_spectrum_path(text: str) -> None:
+    m = _ROW.match(text)
+    if m is not None and not m.group("row").strip().isdigit():
+        raise UsageError(f"{text}: row selector {{{m.group('row')}}} is not a row number; write "
+                         f"{m.group('path')}{{N}} with N the 1-based row of a type II file")
+    bare = m.group("path") if m is not None else text
+    if not Path(bare).is_file():
+        raise CommandError(f"{text}: spectrum file not found"
+                           + (f" ({bare} does not exist)" if bare != text else ""))
+
+
+def _check_nicer_arf(path: str) -> None:
+    from xspec_sbi.data.ogip import OGIPError, header_keywords
+    if not Path(path).is_file():
+        raise CommandError(f"--nicer-like-arf {path}: file not found")
+    try:
+        header = header_keywords(path, ("TELESCOP", "INSTRUME"), "SPECRESP")
+    except OGIPError as exc:
+        raise CommandError(f"--nicer-like-arf {exc}") from None
+    telescope = str(header.get("TELESCOP", "")).strip()
+    if telescope and telescope.upper() != "NICER":
+        raise UsageError(f"--nicer-like-arf {path}: TELESCOP={telescope!r}, not NICER; the "
+                         "NICER-like redistribution models NICER's XTI only: give this ARF with "
+                         f"--arffile and the {telescope} RMF with --respfile")
+    if not telescope:
+        log.warning("--nicer-like-arf %s: no TELESCOP keyword; taken to be NICER's ARF", path)
+
+
+def build_session(spectra, model, *, ignore, notice, abund, xsect, respfile, arffile, backfile,
+                  nicer_like_arf):
+    """The session of the given PHA files, with the options' response, background and channels."""
+    from xspec_sbi.session import Session
+    response = None
+    if nicer_like_arf:
+        if respfile or arffile:
+            raise UsageError("--nicer-like-arf replaces the response: drop --respfile/--arffile")
+        _check_nicer_arf(nicer_like_arf)
+        from xspec_sbi.data.response import nicer_like_response
+        response = nicer_like_response(nicer_like_arf)
+    for s in spectra:
+        _check_spectrum_path(str(s))
+    session = Session.from_files(list(spectra), model, ignore=ignore, notice=notice,
+                                 respfile=respfile, ancrfile=arffile, backfile=backfile,
+                                 response=response, abund=abund, xsect=xsect)
+    check_counts(session)
+    return session
+
+
+def check_counts(session) -> None:
+    """Warn, naming the file, about spectra the Poisson statistic will mislead on."""
+    for s in session.spectra:
+        counts = np.asarray(s.binned_counts(), dtype=float)
+        if counts.size and not np.any(counts):
+            log.warning("%s: every noticed bin has 0 counts; the posterior then shows only upper "
+                        "limits (check the file, --ignore and --notice)", s.label)
+        raw = np.asarray(s.counts, dtype=float)
+        frac = np.abs(raw - np.round(raw))
+        if np.any(frac > 1e-6):
+            i = int(np.argmax(frac))
+            log.warning("%s: counts are not integers (%g in channel %d); %s assumes Poisson "
+                        "counts: give the counts spectrum, not a rate-scaled or "
+                        "background-subtracted one", s.label, raw[i], i + 1, session.statistic)
+
+
+def describe(session, box) -> None:
+    """The session and the prior as step messages (details at --verbose)."""
+    for s in session.spectra:
+        resp = s.response
+        rtext = resp.rmf_path or getattr(resp, "description", None) or "response from arrays"
+        log.debug("  %s: %.0f counts in %d bins, exposure %g s%s\n    response: %s%s", s.label,
+                  s.binned_counts().sum(), s.n_bins, s.exposure,
+                  ", with background" if s.background is not None else "", rtext,
+                  f" + {resp.arf_path}" if resp.arf_path and resp.rmf_path else "")
+    log.info("model %s, free: %s (abund %s, xsect %s)", session.model.expression,
+             ", ".join(session.model.free_names), session.settings.abund, session.settings.xsect)
+    for p in box.parameters:
+        log.debug("  prior %s: %s [%g, %g] %s", p.name, p.kind, p.lower, p.upper, p.unit)
+
+
+def response_note(nicer_like_arf) -> list[str]:
+    """The report's note on an approximate response."""
+    if nicer_like_arf:
+        return [f"NICER-like response: ARF {nicer_like_arf} with Gaussian redistribution "
+                "(the real NICER RMF was not used)"]
+    return []
