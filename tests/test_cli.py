@@ -188,6 +188,9 @@ def test_train_then_apply_gives_tracks_and_refuses_another_setup(toy_files, tmp_
     assert [r["spectrum"] for r in rows] == [str(f) for f in files]
     # mid-times from TSTART/TSTOP, relative to the earliest
     assert [float(r["time_s"]) for r in rows] == pytest.approx([0.0, 200.0])
+    # each spectrum's draws were checked against its own exact likelihood, and the check is listed
+    assert all(r["likelihood_check"] in ("passed", "failed") for r in rows)
+    assert all(0 < float(r["ess_fraction"]) <= 1 and r["pareto_k"] for r in rows)
     npz = np.load(out / "samples.npz")
     assert npz["samples"].shape == (2, 2000, 2)
     names = list(npz["names"])

@@ -86,15 +86,16 @@ def cmd_apply(args) -> int:
     # the output folder is taken (and locked) before the spectra are read: an existing one
     # is refused at once, and a refusal below leaves nothing behind
     with output_folder(args.out, "--out", args.overwrite) as out:
-        x, labels, counts, posterior = _read_spectra(args, setup, model, box, cfg)
+        x, labels, counts, posterior, sessions = _read_spectra(args, setup, model, box, cfg)
         flags = _ood(reference, x, labels, args.strict)
         times, axis_label = _times(args.times, args.spectra)
         log.info("%d spectra of %s; sampling %d posterior draws each", len(x), model.expression,
                  args.samples)
-        samples = posterior.sample(x, args.samples, rng=args.seed)
+        checked = _draws(posterior, sessions, box, x, labels, args)
+        samples = checked.samples
         summaries = [summarize(box.names, s) for s in samples]
         _write_tracks_csv(out / "tracks.csv", labels, times, axis_label, counts, summaries, box,
-                          flags)
+                          flags, checked)
         _plot_tracks(out / "tracks.png", times, axis_label, summaries, box, model.expression)
         with open(out / "samples.npz", "wb") as fh:
             np.savez(fh, names=np.array(box.names), spectra=np.array(labels), times=times,
@@ -111,7 +112,7 @@ def _read_spectra(args, setup, model, box, cfg):
 
     from xspec_sbi.api import network_fingerprint
     from xspec_sbi.inference.config import FingerprintMismatch
-    xs, fps, labels, counts, props = [], [], [], [], []
+    xs, fps, labels, counts, props, sessions = [], [], [], [], [], []
     quiet = log.getEffectiveLevel() > logging.INFO
     for spec in tqdm(args.spectra, desc="reading spectra", disable=quiet or len(args.spectra) < 20,
                      leave=False):
@@ -124,6 +125,7 @@ def _read_spectra(args, setup, model, box, cfg):
         labels.append(session.spectra[0].label)
         counts.append(float(session.spectra[0].binned_counts().sum()))
         props.append(spectrum_properties(session.spectra[0]))
+        sessions.append(session)
     posterior = None
     groups: dict[str, list[int]] = {}
     for i, fp in enumerate(fps):
@@ -135,7 +137,26 @@ def _read_spectra(args, setup, model, box, cfg):
             first = members[0]
             label = labels[first] + (f" (and {len(members) - 1} more)" if len(members) > 1 else "")
             raise CommandError(_refusal(label, exc, setup, props[first])) from None
-    return np.stack(xs), labels, counts, posterior
+    return np.stack(xs), labels, counts, posterior, sessions
+
+
+def _draws(posterior, sessions, box, x, labels, args):
+    """The network's draws of every spectrum, each weighted by its own exact likelihood.
+
+    Spectra whose check fails are named (their draws are the network's, flagged in
+    tracks.csv): fit them one by one with ``xspec-sbi fit --network``.
+    """
+    from xspec_sbi.amortized import amortized_posteriors
+    out = amortized_posteriors(posterior, sessions[0].simulator(), box, x, n_samples=args.samples,
+                               seed=args.seed, correct=args.correct, labels=labels,
+                               simulators=[s.simulator() for s in sessions])
+    if out.corrected:
+        log.info("%s", out.summary())
+        for label in out.flagged:
+            log.warning("%s: the exact-likelihood check of the network's draws failed; its track "
+                        "point is the network's answer, not the posterior: fit it with "
+                        "'xspec-sbi fit %s --network NETWORK'", label, label)
+    return out
 
 
 def _ood(reference, x, labels, strict: bool) -> list[str]:
@@ -186,18 +207,23 @@ def _times(mode, spectra):
     return t - t0, f"time since {t0:.3f} s (mission time, mid-exposure)"
 
 
-def _write_tracks_csv(path, labels, times, axis_label, counts, summaries, box, flags):
+def _write_tracks_csv(path, labels, times, axis_label, counts, summaries, box, flags, checked):
     buf = io.StringIO()
     w = csv.writer(buf)
     head = ["spectrum", "time_s" if axis_label.startswith("time") else "index", "counts"]
     for n in box.names:
         head += [f"{n}_median", f"{n}_lo68", f"{n}_hi68"]
-    w.writerow(head + ["out_of_distribution"])
-    for label, t, n, summ, flag in zip(labels, times, counts, summaries, flags):
+    w.writerow(head + ["out_of_distribution", "ess_fraction", "pareto_k", "likelihood_check"])
+    for i, (label, t, n, summ, flag) in enumerate(zip(labels, times, counts, summaries, flags)):
         row = [label, f"{t:.6f}", f"{n:.0f}"]
         for s in summ:
             row += [f"{s.median:.6g}", f"{s.lo68:.6g}", f"{s.hi68:.6g}"]
-        w.writerow(row + [flag])
+        if checked.corrected:
+            state = "passed" if checked.reliable[i] else "failed"
+            check = [f"{checked.ess_fraction[i]:.4g}", f"{checked.pareto_k[i]:.3g}", state]
+        else:
+            check = ["", "", "not computed (--no-correct)"]
+        w.writerow(row + [flag] + check)
     Path(path).write_text(buf.getvalue())   # inside the command's temporary folder
 
 

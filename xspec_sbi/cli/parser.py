@@ -240,6 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("--device", default="cpu", metavar="DEV", help="torch device: cpu or cuda")
     apply.add_argument("--out", default="xspec_sbi_tracks", metavar="DIR", help="output folder")
     apply.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    apply.add_argument("--correct", action=argparse.BooleanOptionalAction, default=True,
+                       help="weight each spectrum's draws by its own exact likelihood (C-stat or "
+                            "W-stat) and report ESS and Pareto k per spectrum in tracks.csv")
     apply.add_argument("--strict", action="store_true",
                        help="fail (exit 1, nothing written) when a spectrum lies outside the "
                             "network's training spectra, instead of a warning per spectrum")
