@@ -213,7 +213,7 @@ def _write_tracks_csv(path, labels, times, axis_label, counts, summaries, box, f
     head = ["spectrum", "time_s" if axis_label.startswith("time") else "index", "counts"]
     for n in box.names:
         head += [f"{n}_median", f"{n}_lo68", f"{n}_hi68"]
-    w.writerow(head + ["out_of_distribution", "ess_fraction", "pareto_k", "likelihood_check"])
+    w.writerow(head + ["ess_fraction", "pareto_k", "likelihood_check", "out_of_distribution"])
     for i, (label, t, n, summ, flag) in enumerate(zip(labels, times, counts, summaries, flags)):
         row = [label, f"{t:.6f}", f"{n:.0f}"]
         for s in summ:
@@ -223,7 +223,7 @@ def _write_tracks_csv(path, labels, times, axis_label, counts, summaries, box, f
             check = [f"{checked.ess_fraction[i]:.4g}", f"{checked.pareto_k[i]:.3g}", state]
         else:
             check = ["", "", "not computed (--no-correct)"]
-        w.writerow(row + [flag] + check)
+        w.writerow(row + check + [flag])
     Path(path).write_text(buf.getvalue())   # inside the command's temporary folder
 
 
