@@ -33,15 +33,20 @@ def test_dask_cluster_gives_the_process_pool_result(simulator, theta):
                                   dashboard_address=None) as cluster, \
             distributed.Client(cluster) as client:
         with distributed.get_task_stream(client) as stream:
-            on_dask = simulate(simulator, theta, seed=123, executor=client.get_executor())
+            executor = client.get_executor()
+            # as if costly: one seed block per task, none kept here (a run this cheap would
+            # otherwise stay in this process; see simulate's Notes)
+            executor.seconds_per_spectrum = 1.0
+            on_dask = simulate(simulator, theta, seed=123, executor=executor)
         workers = client.run(os.getpid)
     with make_pool(simulator, workers=2) as pool:
         on_pool = simulate(simulator, theta, seed=123, executor=pool)
     here = simulate(simulator, theta, seed=123)
 
-    # every task ran on the cluster's worker processes, not here (how many tasks the run is cut
-    # into follows the measured cost per spectrum; the spectra do not depend on it)
-    assert stream.data and {t["worker"] for t in stream.data} <= set(workers)
+    # every seed block ran on the cluster's worker processes, not here (the spectra do not
+    # depend on how the run is cut into tasks)
+    n_blocks = -(-theta.shape[0] // 256)
+    assert len(stream.data) == n_blocks and {t["worker"] for t in stream.data} <= set(workers)
     assert len(set(workers.values())) == 2 and os.getpid() not in workers.values()
     np.testing.assert_array_equal(on_dask, on_pool)
     np.testing.assert_array_equal(on_dask, here)
