@@ -56,7 +56,11 @@ def test_xspec_chain_runs_with_sbis_priors(pn, algorithm):
     else:                   # its Goodman-Weare chain does not (measured): the line says so
         assert not inside.all()
         assert not out.same_priors
-        assert f"{100 * (1 - inside.mean()):.3g}% of its samples lie outside" in out.priors
+        # the line's percentage is XSPEC's chain file read back; ours is from the same samples,
+        # within the rounding of the printed value
+        import re
+        said = float(re.search(r"([0-9.]+)% of its samples lie outside", out.priors).group(1))
+        assert abs(said - 100 * (1 - inside.mean())) < 0.2, out.priors
     assert px.snapshot() == before                    # bayes off, priors and limits back
 
 
