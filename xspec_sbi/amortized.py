@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from xspec_sbi.checks.importance import cstat_log_like_constant, importance_correct, wstat_log_like_constant
+from xspec_sbi.checks.importance import importance_correct, log_like_constant
 from xspec_sbi.forward.objective import PoissonStatistic
 
 __all__ = ["AmortizedPosteriors", "amortized_posteriors", "SetupError", "setup_differences"]
@@ -204,11 +204,7 @@ def amortized_posteriors(posterior, simulator, prior, x: np.ndarray, *, n_sample
     ess, k, ok = nan.copy(), nan.copy(), np.zeros(m, bool)
     for i in range(m):
         log_q = posterior.log_prob(raw[i], x[i])
-        const = 0.0
-        sim_i = simulator if simulators is None else simulators[i]
-        for p, blk in zip(sim_i.parts, sim_i.split(x[i])):
-            const += (wstat_log_like_constant(blk[:p.n_bins], blk[p.n_bins:]) if p.has_background
-                      else cstat_log_like_constant(blk))
+        const = log_like_constant(simulator if simulators is None else simulators[i], x[i])
         res = importance_correct(raw[i], log_q, prior.log_prob(raw[i]), -0.5 * stat[i], rng,
                                  log_like_constant=const, n_resample=n_samples)
         ess[i], k[i], ok[i] = res.ess_fraction, res.pareto_k, res.reliable

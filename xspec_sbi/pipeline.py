@@ -21,7 +21,7 @@ import numpy as np
 from xspec_sbi.baseline.comparison import fit_and_chain
 from xspec_sbi.baseline.mcmc import resolve_walkers
 from xspec_sbi.checks.bounds import bound_warnings
-from xspec_sbi.checks.importance import cstat_log_like_constant, importance_correct, wstat_log_like_constant
+from xspec_sbi.checks.importance import importance_correct, log_like_constant
 from xspec_sbi.forward.simulate import make_pool, simulate
 from xspec_sbi.inference.posterior import NeuralPosterior
 from xspec_sbi.inference.priors import build_prior
@@ -338,12 +338,7 @@ def likelihood_check(raw, posterior, st: _Stage):
     log_q = posterior.log_prob(draws, st.x_obs)
     log_prior = st.box.log_prob(draws)
     log_like = -0.5 * st.stat_fn(draws)   # in one call, as always: the probe only sized the work
-    const = 0.0
-    for p, b in zip(st.sim.parts, st.sim.split(st.x_obs)):
-        if p.has_background:
-            const += wstat_log_like_constant(b[:p.n_bins], b[p.n_bins:])
-        else:
-            const += cstat_log_like_constant(b)
+    const = log_like_constant(st.sim, st.x_obs)
     return importance_correct(draws, log_q, log_prior, log_like, st.rng, log_like_constant=const,
                               n_resample=None if n_check == n else n)
 

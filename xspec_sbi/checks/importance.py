@@ -47,7 +47,7 @@ from scipy.special import gammaln, logsumexp, xlogy
 
 from xspec_sbi.checks.psis import ImportanceError, pareto_k_threshold, pareto_smooth
 
-__all__ = [
+__all__ = ["log_like_constant", 
     "ImportanceError",
     "ImportanceResult",
     "LOW_ESS_FRACTION",
@@ -425,3 +425,15 @@ def wstat_log_like_constant(counts, bkg_counts) -> float:
     marginal one.
     """
     return cstat_log_like_constant(counts) + cstat_log_like_constant(bkg_counts)
+
+
+def log_like_constant(simulator, x) -> float:
+    """The constant of :func:`cstat_log_like_constant` / :func:`wstat_log_like_constant` summed over a
+    simulator's spectra, for data ``x`` (n_outputs,) in its layout."""
+    const = 0.0
+    for p, b in zip(simulator.parts, simulator.split(x)):
+        if p.has_background:
+            const += wstat_log_like_constant(b[:p.n_bins], b[p.n_bins:])
+        else:
+            const += cstat_log_like_constant(b)
+    return const
