@@ -21,6 +21,9 @@ import numpy as np
 
 __all__ = ["main", "reference_session"]
 
+DEMO_TITLE = "xspec_sbi demo: the paper's reference spectrum"
+DEMO_MARK = "xspec_sbi demo:"    # survives HTML escaping of the title
+
 
 def reference_session(counts: float = 2000.0, seed: int = 1):
     """Session holding one fake observation of the paper's reference model."""
@@ -41,6 +44,33 @@ def reference_session(counts: float = 2000.0, seed: int = 1):
     return Session((observed,), model, settings), note
 
 
+def _refuse_out(out: Path, overwrite: bool) -> str | None:
+    """Why ``out`` may not be replaced, checked before any simulation (None: it may).
+
+    Running ``make demo`` again replaces the demo's earlier report; a folder
+    holding anything else is the user's and is kept unless ``--overwrite``.
+    """
+    if overwrite or not out.exists():
+        return None
+    if not out.is_dir():
+        return f"--out {out}: exists and is a file, not a folder; choose another name"
+    held = {p.name for p in out.iterdir()}
+    if not held or _is_demo_report(out):
+        return None
+    shown = ", ".join(sorted(held)[:8]) + (", ..." if len(held) > 8 else "")
+    return (f"--out {out}: folder exists and holds files that are not a demo report ({shown}); "
+            "choose another folder or pass --overwrite to replace it as a whole")
+
+
+def _is_demo_report(out: Path) -> bool:
+    """An earlier demo's report: its summary.json and a page titled as the demo titles it."""
+    try:
+        json.loads((out / "summary.json").read_text())["schema"]
+        return DEMO_MARK in (out / "report.html").read_text(errors="replace")
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m xspec_sbi.demo", description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="runs/demo", help="report folder (default runs/demo)")
@@ -48,7 +78,13 @@ def main(argv=None) -> int:
     ap.add_argument("--counts", type=float, default=2000.0, help="counts of the reference spectrum")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="small budgets (a smoke run)")
+    ap.add_argument("--overwrite", action="store_true",
+                    help="replace an existing --out folder whatever it holds")
     args = ap.parse_args(argv)
+    refusal = _refuse_out(Path(args.out), args.overwrite)
+    if refusal:
+        print(refusal, file=sys.stderr)
+        return 2
 
     from xspec_sbi.api import sbi_fit
     from xspec_sbi.presets.table1 import table1_prior
@@ -65,7 +101,7 @@ def main(argv=None) -> int:
         seed=args.seed)
     print()
     print(result.table())
-    out = write_report(result, args.out, title="xspec_sbi demo: the paper's reference spectrum",
+    out = write_report(result, args.out, title=DEMO_TITLE,
                        notes=[note])
     print(f"\nreport: {out / 'report.html'}")
     return 0

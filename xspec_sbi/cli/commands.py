@@ -181,7 +181,8 @@ def cmd_train(args) -> int:
 def cmd_demo(args) -> int:
     """``xspec-sbi demo``: the paper's reference case (:mod:`xspec_sbi.demo`)."""
     from xspec_sbi import demo
-    argv = ["--out", args.out] + (["--quick"] if args.quick else [])
+    argv = (["--out", args.out] + (["--quick"] if args.quick else [])
+            + (["--overwrite"] if args.overwrite else []))
     if args.sims is not None:
         argv += ["--sims", str(args.sims)]
     if args.seed is not None:

@@ -256,6 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="runs/demo", metavar="DIR", help="report folder")
     demo.add_argument("--sims", type=_SIMS, metavar="N", help="training simulations")
     demo.add_argument("--seed", type=_SEED, metavar="N", help="seed")
+    demo.add_argument("--overwrite", action="store_true",
+                      help="replace --out whatever it holds (an earlier demo report is replaced "
+                           "without it)")
     _common(demo)
     return ap
 
