@@ -14,6 +14,7 @@ import logging
 from xspec_sbi.options import (Budget, ChainOptions, ComputeOptions, NetworkOptions, RefineOptions,
                                from_keywords)
 from xspec_sbi.baseline.comparison import fit_and_chain
+from xspec_sbi.files import check_folder_target
 from xspec_sbi.options import parse_restriction
 from xspec_sbi.pipeline import network_fingerprint, run
 from xspec_sbi.result import SBIResult
@@ -84,6 +85,9 @@ def sbi_fit(session: Session | None = None, *, spectra=None, model=None, ignore=
     """
     options = from_keywords(dict(budget=budget, network=network, chain=chain, compute=compute,
                                  refine=refine), shortcuts)
+    if options.network.save is not None:
+        # Refused now, not after the training it would have held.
+        check_folder_target(options.network.save, overwrite=options.network.overwrite)
     if session is None:
         session = _default_session(spectra, model, ignore, xspec)
     if session.origin == "pyxspec" and session.xspec is None:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Callable
 
 __all__ = ["OutputExistsError", "ManifestError", "atomic_write", "atomic_write_bytes",
-           "atomic_write_text", "atomic_folder", "temporary_sibling", "MANIFEST_NAME",
+           "atomic_write_text", "atomic_folder", "check_folder_target", "temporary_sibling", "MANIFEST_NAME",
            "write_manifest", "verify_manifest"]
 
 #: File name of a folder's manifest (see :func:`write_manifest`).
@@ -198,6 +198,28 @@ def _remove_leftovers(path: Path, parent: Path) -> None:
             shutil.rmtree(p, ignore_errors=True)
 
 
+def check_folder_target(path: str | os.PathLike, *, overwrite: bool = False) -> None:
+    """Refuse, touching nothing, a folder target :func:`atomic_folder` would refuse.
+
+    For a check before long work (training a network that is then saved):
+    the target exists (unless ``overwrite``), is a file, or a file stands where
+    a parent folder should be.
+
+    Raises
+    ------
+    OutputExistsError, NotADirectoryError
+        As :func:`atomic_folder`.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(f"{path}: exists and is a file, not a folder; choose another name")
+    _refuse(path, overwrite, "folder")
+    parent = path.parent if str(path.parent) else Path(".")
+    blocking = next((a for a in [parent, *parent.parents] if a.exists()), None)
+    if blocking is not None and not blocking.is_dir():
+        raise NotADirectoryError(f"{path}: {blocking} is a file, not a folder; choose another name")
+
+
 @contextlib.contextmanager
 def atomic_folder(path: str | os.PathLike, *, overwrite: bool = False):
     """Build a folder in a temporary sibling and rename it into place when complete.
@@ -233,13 +255,8 @@ def atomic_folder(path: str | os.PathLike, *, overwrite: bool = False):
         The parent folder cannot be created or written.
     """
     path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise NotADirectoryError(f"{path}: exists and is a file, not a folder; choose another name")
-    _refuse(path, overwrite, "folder")
+    check_folder_target(path, overwrite=overwrite)
     parent = path.parent if str(path.parent) else Path(".")
-    blocking = next((a for a in [parent, *parent.parents] if a.exists()), None)
-    if blocking is not None and not blocking.is_dir():
-        raise NotADirectoryError(f"{path}: {blocking} is a file, not a folder; choose another name")
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

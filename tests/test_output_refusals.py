@@ -1,4 +1,4 @@
-"""`python -m xspec_sbi.demo --out DIR` keeps a folder that is not its own earlier report."""
+"""Outputs refused before any work: `demo --out` on a folder that is not its own report, `sbi_fit(save=)` on an existing folder."""
 import json
 
 from xspec_sbi import demo
@@ -46,3 +46,24 @@ def test_cli_demo_refuses_a_folder_of_other_files(tmp_path):
     (out / "notes.txt").write_text("keep me")
     assert main(["demo", "--quick", "--out", str(out)]) == 2
     assert (out / "notes.txt").read_text() == "keep me"
+
+
+def test_sbi_fit_refuses_an_existing_save_folder_before_any_work(tmp_path, monkeypatch):
+    import pytest
+    from xspec_sbi import sbi_fit
+    from xspec_sbi.files import OutputExistsError
+    net = tmp_path / "net"
+    net.mkdir()
+    (net / "weights.pt").write_bytes(b"trained earlier")
+    session, _ = demo.reference_session(2000.0, seed=1)
+
+    def no_work(*a, **k):
+        raise AssertionError("sbi_fit started work before refusing save=")
+    monkeypatch.setattr("xspec_sbi.api.run", no_work)
+    with pytest.raises(OutputExistsError, match=str(net)):
+        sbi_fit(session, save=net)
+    assert (net / "weights.pt").read_bytes() == b"trained earlier"
+    blocked = tmp_path / "file"
+    blocked.write_text("x")
+    with pytest.raises(NotADirectoryError, match="is a file"):
+        sbi_fit(session, save=blocked / "net")
