@@ -14,6 +14,7 @@ from typing import Callable, Protocol, Sequence
 import numpy as np
 
 from xspec_sbi._version import __version__
+from xspec_sbi.data.doubtful import warn_doubtful
 from xspec_sbi.data.spectrum import Spectrum, load_spectrum
 from xspec_sbi.forward.objective import PoissonStatistic
 from xspec_sbi.forward.simulate import JointSimulator, Simulator, SpectralSimulator
@@ -131,6 +132,7 @@ class Session:
             if notice:
                 s = s.notice(notice)
             loaded.append(s)
+        warn_doubtful(loaded)
         m = model if isinstance(model, Model) else Model(model)
         return cls(tuple(loaded), m, xslibrary.XspecSettings(abund, xsect), statistic)
 

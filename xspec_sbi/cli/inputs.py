@@ -10,12 +10,11 @@ import logging
 import re
 from pathlib import Path
 
-import numpy as np
 
 from xspec_sbi.cli.errors import CommandError, UsageError
 from xspec_sbi.cli.parser import parse_freeze, parse_prior
 
-__all__ = ["model_and_prior", "build_session", "check_counts", "describe", "response_note"]
+__all__ = ["model_and_prior", "build_session", "describe", "response_note"]
 
 log = logging.getLogger("xspec_sbi")
 
@@ -112,24 +111,7 @@ def build_session(spectra, model, *, ignore, notice, abund, xsect, respfile, arf
     session = Session.from_files(list(spectra), model, ignore=ignore, notice=notice,
                                  respfile=respfile, ancrfile=arffile, backfile=backfile,
                                  response=response, abund=abund, xsect=xsect)
-    check_counts(session)
     return session
-
-
-def check_counts(session) -> None:
-    """Warn, naming the file, about spectra the Poisson statistic will mislead on."""
-    for s in session.spectra:
-        counts = np.asarray(s.binned_counts(), dtype=float)
-        if counts.size and not np.any(counts):
-            log.warning("%s: every noticed bin has 0 counts; the posterior then shows only upper "
-                        "limits (check the file, --ignore and --notice)", s.label)
-        raw = np.asarray(s.counts, dtype=float)
-        frac = np.abs(raw - np.round(raw))
-        if np.any(frac > 1e-6):
-            i = int(np.argmax(frac))
-            log.warning("%s: counts are not integers (%g in channel %d); %s assumes Poisson "
-                        "counts: give the counts spectrum, not a rate-scaled or "
-                        "background-subtracted one", s.label, raw[i], i + 1, session.statistic)
 
 
 def describe(session, box) -> None:
