@@ -137,6 +137,43 @@ class RunRecord:
         return d
 
 
+@dataclass(frozen=True)
+class SamplesText:
+    """What a result's SBI samples are, in the words of the table and of the check table.
+
+    ``state`` is the check table's ``passed``/``warning``/``failed``; ``short``
+    its detail; ``sentence`` the table's line.
+    """
+
+    state: str
+    short: str
+    sentence: str
+
+
+def describe_samples(result) -> SamplesText:
+    """:class:`SamplesText` of ``result`` (its ``samples_source`` and ``correction``)."""
+    source = getattr(result, "samples_source", "corrected")
+    n_rounds = len(getattr(result, "rounds", ()))
+    if source == "corrected":
+        return SamplesText("passed", "network draws reweighted by the exact likelihood",
+                           "SBI samples are the network's, reweighted by the exact likelihood "
+                           "(importance sampling, reliable here)")
+    if source == "chain":
+        return SamplesText("warning", "the network failed its check within the budget: the samples "
+                           "are an exact Goodman-Weare chain started from its draws",
+                           f"the likelihood check still failed after {n_rounds} round(s): SBI "
+                           "samples are an exact Goodman-Weare chain on the statistic, started "
+                           "from the network's draws (the network's own draws: samples_raw)")
+    if result.correction is None:
+        return SamplesText("warning", "the network's own draws, unchecked (correct=False)",
+                           "SBI samples are the network's own draws, not checked against the "
+                           "exact likelihood (correct=False)")
+    return SamplesText("failed", "the network's own draws, which failed the exact-likelihood check "
+                       "(refinement off)",
+                       "WARNING: the likelihood check failed and SBI samples are the network's "
+                       "own draws, which are not the posterior (refinement off or fallback='none')")
+
+
 @dataclass(frozen=True, eq=False)
 class SBIResult:
     """Neural posterior of a session, with XSPEC-side comparisons.
@@ -260,20 +297,7 @@ class SBIResult:
 
     def _source_lines(self) -> list[str]:
         rows = [str(r) for r in self.rounds] if len(self.rounds) > 1 else []
-        if self.samples_source == "corrected":
-            rows.append("SBI samples are the network's, reweighted by the exact likelihood "
-                        "(importance sampling, reliable here)")
-        elif self.samples_source == "chain":
-            rows.append(f"the likelihood check still failed after {len(self.rounds)} round(s): SBI samples "
-                        "are an exact Goodman-Weare chain on the statistic, started from the network's "
-                        "draws (the network's own draws: samples_raw)")
-        elif self.correction is None:
-            rows.append("SBI samples are the network's own draws, not checked against the exact "
-                        "likelihood (correct=False)")
-        else:
-            rows.append("WARNING: the likelihood check failed and SBI samples are the network's own "
-                        "draws, which are not the posterior (refinement off or fallback='none')")
-        return rows
+        return rows + [describe_samples(self).sentence]
 
     def __str__(self) -> str:
         return self.table()

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from xspec_sbi.result import describe_samples
+
 __all__ = ["STATES", "CheckLine", "check_lines", "prior_rows", "settings_rows", "npe_rows", "round_tables"]
 
 #: The states of a check, best first.
@@ -60,18 +62,9 @@ def _na(name: str, why: str) -> CheckLine:
 
 def _answer_line(result) -> CheckLine:
     """What the SBI samples are: the check decides (see SBIResult.samples_source)."""
-    source = getattr(result, "samples_source", "corrected")
     rounds = getattr(result, "rounds", ())
-    n = f"{len(rounds)} round(s)" if rounds else "-"
-    if source == "corrected":
-        return CheckLine("SBI answer", "passed", n, "network draws reweighted by the exact likelihood")
-    if source == "chain":
-        return CheckLine("SBI answer", "warning", n, "the network failed its check within the budget: "
-                         "the samples are an exact Goodman-Weare chain started from its draws")
-    if result.correction is None:
-        return CheckLine("SBI answer", "warning", n, "the network's own draws, unchecked (correct=False)")
-    return CheckLine("SBI answer", "failed", n, "the network's own draws, which failed the exact-likelihood "
-                     "check (refinement off)")
+    text = describe_samples(result)
+    return CheckLine("SBI answer", text.state, f"{len(rounds)} round(s)" if rounds else "-", text.short)
 
 
 def _correction_lines(c) -> list[CheckLine]:
