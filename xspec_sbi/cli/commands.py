@@ -88,10 +88,10 @@ def prepare(args) -> Prepared:
                             abund=args.abund, xsect=args.xsect, respfile=args.respfile,
                             arffile=args.arffile, backfile=args.backfile,
                             nicer_like_arf=args.nicer_like_arf)
+    fluxes, cosmology = _flux_requests(args, session)
     describe(session, box)
     cfg = _npe_config(args)
     log.debug("  network: %s", cfg)
-    fluxes, cosmology = _flux_requests(args, session)
     return Prepared(args, session, model, overrides, box, cfg, fluxes, cosmology)
 
 
