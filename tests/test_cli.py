@@ -110,7 +110,7 @@ def test_flux_options_are_checked_before_any_simulation(toy_files, capsys):
     base = ["fit", pha, "--model", "tbabs*powerlaw"]
     for extra, needles in [(["--flux", 2, 0.5], ("--flux 2 0.5", "low < high")),
                            (["--flux", 20, 50], ("--flux 20 50", "outside the model's energy grid")),
-                           (["--lumin", 0.5, 2, 0], ("--lumin 0.5 2 0", "redshift must be > 0")),
+                           (["--lumin", 0.5, 2, 0], ("--lumin 0.5 2 0", "redshift 0.0: must be > 0")),
                            (["--flux", 0.5, 2, "--cosmo", 70, 0, 0.73], ("--cosmo", "--lumin")),
                            (["--lumin", 0.5, 2, 0.1, "--cosmo", 70, 0, 1.5], ("--cosmo", "lambda0=1.5")),
                            (["--unabsorbed"], ("--unabsorbed", "--flux"))]:

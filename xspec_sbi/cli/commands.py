@@ -114,11 +114,9 @@ def _flux_requests(args, session):
     requests = []
     for option, values in [("--flux", v) for v in flux] + [("--lumin", v) for v in lumin]:
         text = f"{option} {' '.join(f'{x:g}' for x in values)}"
-        r = FluxRequest.parse(values)
-        if r.redshift is not None and not r.redshift > 0:
-            raise UsageError(f"{text}: the redshift must be > 0")
-        z = 1.0 if r.redshift is None else 1.0 + r.redshift
         try:
+            r = FluxRequest.parse(values)
+            z = 1.0 if r.redshift is None else 1.0 + r.redshift
             band_weights(edges, r.lo / z, r.hi / z)
         except FluxError as exc:
             raise UsageError(f"{text}: {exc}") from None

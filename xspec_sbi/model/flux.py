@@ -36,7 +36,7 @@ from xspec_sbi.model.evaluation import Evaluator
 
 __all__ = ["KEV_TO_ERG", "ABSORBERS", "FluxError", "Interval", "FluxRequest", "BandFlux",
            "BandLuminosity", "band_weights", "absorber_labels", "band_fluxes", "flux_summary",
-           "lumin_summary", "flux_summaries"]
+           "lumin_summary", "check_requests", "flux_summaries"]
 
 log = logging.getLogger("xspec_sbi")
 
@@ -97,12 +97,21 @@ class FluxRequest:
         None: a flux; a number: a luminosity at that redshift.
     unabsorbed : bool
         Set the absorbers to 1 (:data:`ABSORBERS`).
+    cosmology : Cosmology, optional
+        For a luminosity; default XSPEC's ``cosmo 70 0 0.73``.
     """
 
     lo: float
     hi: float
     redshift: float | None = None
     unabsorbed: bool = False
+    cosmology: Cosmology | None = None
+
+    def __post_init__(self):
+        _check_band(self.lo, self.hi, f"{self.kind} band")
+        if self.redshift is not None and not (np.isfinite(self.redshift) and self.redshift > 0):
+            raise FluxError(f"lumin redshift {self.redshift}: must be > 0 (at z = 0 the "
+                            "luminosity distance is 0)")
 
     @classmethod
     def parse(cls, item) -> "FluxRequest":
@@ -417,8 +426,26 @@ def lumin_summary(model, edges, samples, lo, hi, redshift: float, unabsorbed: bo
     return out
 
 
+def check_requests(model, edges, requests) -> tuple:
+    """Requests parsed (:meth:`FluxRequest.parse`) and checked against the model and its grid.
+
+    For refusing a flux before an inference runs: a band outside ``edges``
+    or a model the engine cannot evaluate raises :class:`FluxError`.
+    """
+    out = tuple(FluxRequest.parse(item) for item in requests)
+    if out:
+        _engine_model(model)
+    for r in out:
+        z = 1.0 if r.redshift is None else 1.0 + r.redshift
+        band_weights(edges, r.lo / z, r.hi / z)
+    return out
+
+
 def flux_summaries(model, edges, samples, requests, cosmology: Cosmology | None = None) -> tuple:
-    """A :class:`BandFlux` or :class:`BandLuminosity` per request (:meth:`FluxRequest.parse`)."""
+    """A :class:`BandFlux` or :class:`BandLuminosity` per request (:meth:`FluxRequest.parse`).
+
+    ``cosmology`` stands for requests that name none.
+    """
     out = []
     for item in requests:
         r = FluxRequest.parse(item)
@@ -426,5 +453,5 @@ def flux_summaries(model, edges, samples, requests, cosmology: Cosmology | None 
             out.append(flux_summary(model, edges, samples, r.lo, r.hi, r.unabsorbed))
         else:
             out.append(lumin_summary(model, edges, samples, r.lo, r.hi, r.redshift, r.unabsorbed,
-                                     cosmology=cosmology))
+                                     cosmology=r.cosmology or cosmology))
     return tuple(out)
