@@ -219,3 +219,10 @@ def test_result_flux_lumin_and_summary(monkeypatch):
     assert d["fluxes"][1]["luminosity_erg_s"]["median"] == pytest.approx(
         full.lumin(2.0, 10.0, 0.05).luminosity.median)
     assert summary_dict(result)["fluxes"] == []
+
+
+def test_a_model_only_xspec_evaluates_is_refused_naming_the_xspec_route():
+    from xspec_sbi.pyxspec.reader import XspecModel
+    model = XspecModel("cflux*powerlaw", Model("powerlaw").parameters, reason="convolution")
+    with pytest.raises(FluxError, match="xspec_sbi.pyxspec.xspec_fluxes"):
+        band_fluxes(model, LOG_GRID, [[2.0, 1.0]], [(0.5, 2.0)])
