@@ -22,17 +22,19 @@ components to set to 1 instead.
 
 Errors are the posterior's: median and central 68 % / 90 % intervals of the
 draws' fluxes (XSPEC's ``err`` draws from the fit's covariance or a chain
-and orders the results the same way).
+and orders the results the same way). The records are
+:mod:`xspec_sbi.model.flux_records` (re-exported here).
 """
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from xspec_sbi.model.cosmology import Cosmology
 from xspec_sbi.model.evaluation import Evaluator
+from xspec_sbi.model.flux_records import (BandFlux, BandLuminosity, FluxError, FluxRequest, Interval,
+                                          band_text, check_band)
 
 __all__ = ["KEV_TO_ERG", "ABSORBERS", "FluxError", "Interval", "FluxRequest", "BandFlux",
            "BandLuminosity", "band_weights", "absorber_labels", "band_fluxes", "flux_summary",
@@ -56,207 +58,7 @@ ABSORBERS = frozenset({
 _CHUNK = 512
 
 
-class FluxError(ValueError):
-    """A band, redshift or component list that a flux cannot be computed for."""
-
-
-# -- records -------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Interval:
-    """Median and central 68 % / 90 % intervals of a quantity over posterior draws (its unit)."""
-
-    median: float
-    lo68: float
-    hi68: float
-    lo90: float
-    hi90: float
-
-    @classmethod
-    def of(cls, values: np.ndarray) -> "Interval":
-        q = np.quantile(np.asarray(values, dtype=np.float64), [0.5, 0.16, 0.84, 0.05, 0.95])
-        return cls(*map(float, q))
-
-    def __str__(self) -> str:
-        return (f"{self.median:.4g} (68 %: {self.lo68:.4g} - {self.hi68:.4g}; "
-                f"90 %: {self.lo90:.4g} - {self.hi90:.4g})")
-
-    def to_dict(self) -> dict:
-        return {"median": self.median, "lo68": self.lo68, "hi68": self.hi68,
-                "lo90": self.lo90, "hi90": self.hi90}
-
-
-@dataclass(frozen=True)
-class FluxRequest:
-    """One flux (``redshift`` None) or luminosity over a band, as asked for up front.
-
-    Parameters
-    ----------
-    lo, hi : float
-        Band, keV (source frame for a luminosity).
-    redshift : float or None
-        None: a flux; a number: a luminosity at that redshift.
-    unabsorbed : bool
-        Set the absorbers to 1 (:data:`ABSORBERS`).
-    cosmology : Cosmology, optional
-        For a luminosity; default XSPEC's ``cosmo 70 0 0.73``.
-    """
-
-    lo: float
-    hi: float
-    redshift: float | None = None
-    unabsorbed: bool = False
-    cosmology: Cosmology | None = None
-
-    def __post_init__(self):
-        _check_band(self.lo, self.hi, f"{self.kind} band")
-        if self.redshift is not None and not (np.isfinite(self.redshift) and self.redshift > 0):
-            raise FluxError(f"lumin redshift {self.redshift}: must be > 0 (at z = 0 the "
-                            "luminosity distance is 0)")
-
-    @classmethod
-    def parse(cls, item) -> "FluxRequest":
-        """A request from itself, ``(lo, hi)`` (flux) or ``(lo, hi, z)`` (luminosity)."""
-        if isinstance(item, cls):
-            return item
-        try:
-            values = [float(v) for v in item]
-        except (TypeError, ValueError):
-            raise FluxError(f"flux request {item!r}: give (lo, hi) in keV for a flux or "
-                            "(lo, hi, redshift) for a luminosity") from None
-        if len(values) not in (2, 3):
-            raise FluxError(f"flux request {item!r}: give (lo, hi) in keV for a flux or "
-                            "(lo, hi, redshift) for a luminosity")
-        return cls(values[0], values[1], values[2] if len(values) == 3 else None)
-
-    @property
-    def kind(self) -> str:
-        return "flux" if self.redshift is None else "lumin"
-
-
-def _band_text(lo, hi) -> str:
-    return f"{lo:g}-{hi:g} keV"
-
-
-@dataclass(frozen=True)
-class BandFlux:
-    """Energy and photon flux over a band, over posterior draws (``flux lo hi err``).
-
-    Attributes
-    ----------
-    band : (float, float)
-        Band asked for, keV.
-    covered : (float, float)
-        Band integrated, keV: ``band`` cut to the model's energy grid.
-    unabsorbed : bool
-    absorbers : tuple of str
-        Components set to 1 (labels), empty unless ``unabsorbed``.
-    energy : Interval
-        erg cm^-2 s^-1.
-    photon : Interval
-        photons cm^-2 s^-1.
-    n_draws : int
-    energy_draws, photon_draws : ndarray (n_draws,)
-        The draws' fluxes (XSPEC's ``tclout flux errsims``).
-    """
-
-    band: tuple
-    covered: tuple
-    unabsorbed: bool
-    absorbers: tuple
-    energy: Interval
-    photon: Interval
-    n_draws: int
-    energy_draws: np.ndarray = field(repr=False, compare=False, default=None)
-    photon_draws: np.ndarray = field(repr=False, compare=False, default=None)
-
-    @property
-    def label(self) -> str:
-        return f"{'unabsorbed ' if self.unabsorbed else ''}flux {_band_text(*self.band)}"
-
-    def lines(self) -> list[str]:
-        out = [f"{self.label}: {self.energy} erg/cm^2/s",
-               f"{' ' * len(self.label)}  {self.photon} photons/cm^2/s"]
-        if tuple(self.covered) != tuple(self.band):
-            out.append(f"  (integrated over {_band_text(*self.covered)}: the model's energy grid)")
-        return out
-
-    def __str__(self) -> str:
-        return "\n".join(self.lines())
-
-    def to_dict(self) -> dict:
-        return {"kind": "flux", "band_keV": list(self.band), "covered_keV": list(self.covered),
-                "unabsorbed": self.unabsorbed, "absorbers": list(self.absorbers),
-                "energy_flux_erg_cm2_s": self.energy.to_dict(),
-                "photon_flux_ph_cm2_s": self.photon.to_dict(), "n_draws": self.n_draws}
-
-
-@dataclass(frozen=True)
-class BandLuminosity:
-    """Luminosity over a source-frame band at a redshift, over posterior draws (``lumin lo hi z err``).
-
-    Attributes
-    ----------
-    band : (float, float)
-        Source-frame band, keV.
-    redshift : float
-    cosmology : Cosmology
-    covered : (float, float)
-        Observed-frame band integrated, keV: ``band / (1 + z)`` cut to the grid.
-    unabsorbed : bool
-    absorbers : tuple of str
-    luminosity : Interval
-        erg s^-1.
-    distance : float
-        Luminosity distance, cm.
-    n_draws : int
-    draws : ndarray (n_draws,)
-        The draws' luminosities, erg s^-1.
-    """
-
-    band: tuple
-    redshift: float
-    cosmology: Cosmology
-    covered: tuple
-    unabsorbed: bool
-    absorbers: tuple
-    luminosity: Interval
-    distance: float
-    n_draws: int
-    draws: np.ndarray = field(repr=False, compare=False, default=None)
-
-    @property
-    def label(self) -> str:
-        return (f"{'unabsorbed ' if self.unabsorbed else ''}lumin {_band_text(*self.band)} "
-                f"(source frame) at z = {self.redshift:g}")
-
-    def lines(self) -> list[str]:
-        z = 1.0 + self.redshift
-        out = [f"{self.label}: {self.luminosity} erg/s"]
-        if abs(self.covered[0] * z - self.band[0]) > 1e-9 * self.band[0] \
-                or abs(self.covered[1] * z - self.band[1]) > 1e-9 * self.band[1]:
-            out.append(f"  (integrated over {_band_text(*self.covered)} observed: the model's "
-                       "energy grid)")
-        return out
-
-    def __str__(self) -> str:
-        return "\n".join(self.lines())
-
-    def to_dict(self) -> dict:
-        return {"kind": "lumin", "band_keV": list(self.band), "redshift": self.redshift,
-                "cosmology": self.cosmology.to_dict(), "covered_observed_keV": list(self.covered),
-                "unabsorbed": self.unabsorbed, "absorbers": list(self.absorbers),
-                "luminosity_erg_s": self.luminosity.to_dict(),
-                "luminosity_distance_cm": self.distance, "n_draws": self.n_draws}
-
-
 # -- the integration -----------------------------------------------------------------------------
-def _check_band(lo, hi, what="band") -> tuple[float, float]:
-    lo, hi = float(lo), float(hi)
-    if not (np.isfinite(lo) and np.isfinite(hi)) or lo < 0 or hi <= lo:
-        raise FluxError(f"{what} {lo:g}-{hi:g} keV: needs 0 <= low < high")
-    return lo, hi
-
-
 def band_weights(edges, lo: float, hi: float) -> tuple[np.ndarray, np.ndarray, tuple]:
     """Weights that turn a model's bin fluxes into the photon and energy flux over ``[lo, hi]``.
 
@@ -282,11 +84,11 @@ def band_weights(edges, lo: float, hi: float) -> tuple[np.ndarray, np.ndarray, t
     bin ``i`` of width ``w_i``, the overlap ``[a, b]`` holds ``f_i (b - a) / w_i``
     photons and ``f_i (b^2 - a^2) / (2 w_i)`` keV.
     """
-    lo, hi = _check_band(lo, hi)
+    lo, hi = check_band(lo, hi)
     edges = np.asarray(edges, dtype=np.float64)
     covered = (max(lo, float(edges[0])), min(hi, float(edges[-1])))
     if covered[1] <= covered[0]:
-        raise FluxError(f"band {_band_text(lo, hi)} lies outside the model's energy grid "
+        raise FluxError(f"band {band_text(lo, hi)} lies outside the model's energy grid "
                         f"({edges[0]:g}-{edges[-1]:g} keV); give energies= (XSPEC's `energies`)")
     a = np.clip(edges[:-1], lo, hi)
     b = np.clip(edges[1:], lo, hi)
@@ -389,13 +191,13 @@ def _warn_cut(what, band, covered, edges):
     if tuple(covered) != tuple(band):
         log.warning("%s: the model's energy grid covers %g-%g keV; integrated over %s only "
                     "(XSPEC resets the band to the grid; give energies= to extend it)",
-                    what, edges[0], edges[-1], _band_text(*covered))
+                    what, edges[0], edges[-1], band_text(*covered))
 
 
 def flux_summary(model, edges, samples, lo, hi, unabsorbed: bool = False,
                  absorbers=None) -> BandFlux:
     """``flux lo hi err`` over posterior draws ``samples`` (n, n_free); see :class:`BandFlux`."""
-    lo, hi = _check_band(lo, hi, "flux band")
+    lo, hi = check_band(lo, hi, "flux band")
     labels = absorber_labels(model, absorbers) if unabsorbed else ()
     _, _, covered = band_weights(edges, lo, hi)
     photon, energy = band_fluxes(model, edges, samples, [(lo, hi)], labels)
@@ -408,7 +210,7 @@ def flux_summary(model, edges, samples, lo, hi, unabsorbed: bool = False,
 def lumin_summary(model, edges, samples, lo, hi, redshift: float, unabsorbed: bool = False,
                   absorbers=None, cosmology: Cosmology | None = None) -> BandLuminosity:
     """``lumin lo hi z err`` over posterior draws ``samples`` (n, n_free); see :class:`BandLuminosity`."""
-    lo, hi = _check_band(lo, hi, "lumin band")
+    lo, hi = check_band(lo, hi, "lumin band")
     z = float(redshift)
     if not np.isfinite(z) or z <= 0:
         raise FluxError(f"lumin redshift {redshift}: must be > 0 (at z = 0 the luminosity "
