@@ -22,7 +22,7 @@ from xspec_sbi.report.status import (STATES, check_lines, npe_rows, prior_rows, 
 
 __all__ = ["report_page", "SECTIONS"]
 
-#: ``id`` of every section the page always has (rounds and XSPEC appear when present).
+#: ``id`` of every section the page always has (fluxes, rounds and XSPEC appear when present).
 SECTIONS = ("posterior", "checks", "spectrum", "corner", "priors", "calibration", "settings")
 
 _CSS = """
