@@ -55,6 +55,15 @@ def test_photon_flux_is_exact_on_grid_edges_even_on_a_coarse_grid():
     assert energy[0, 0] > _analytic_energy(1.7, 1.0, 8.0) * KEV_TO_ERG
 
 
+def test_a_grid_from_0_kev_leaves_bands_above_it_finite():
+    """A powerlaw is infinite in a bin starting at 0 keV; a band above it does not see that bin."""
+    edges = np.concatenate([[0.0], np.geomspace(0.1, 10.0, 2001)])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        photon, energy = band_fluxes(Model("powerlaw"), edges, [[2.0, 1.0]], [(0.5, 2.0)])
+    assert photon[0, 0] == pytest.approx(_analytic_photon(2.0, 0.5, 2.0), rel=1e-6)
+    assert np.isfinite(energy[0, 0])
+
+
 def test_partial_bins_follow_xspecs_integration_kernel():
     """XSPEC's kernel by hand: bins [1,2] and [2,4] with 6 and 10 photons, band 1.5-3 keV."""
     edges = np.array([1.0, 2.0, 4.0])

@@ -172,6 +172,10 @@ def band_fluxes(model, edges, theta, bands, absorbers=()) -> tuple[np.ndarray, n
     weights = [band_weights(edges, lo, hi) for lo, hi in bands]
     w_photon = np.stack([w[0] for w in weights], axis=1)
     w_energy = np.stack([w[1] for w in weights], axis=1) * KEV_TO_ERG
+    # only the bins a band touches, as XSPEC's loop: a model's inf or nan outside every band
+    # (a powerlaw in a bin starting at 0 keV) must not reach the sums through 0 * inf
+    used = np.flatnonzero(np.any(w_photon != 0, axis=1))
+    w_photon, w_energy = w_photon[used], w_energy[used]
     theta = np.atleast_2d(np.asarray(theta, dtype=np.float64))
     photon = np.empty((theta.shape[0], len(weights)))
     energy = np.empty_like(photon)
@@ -182,8 +186,8 @@ def band_fluxes(model, edges, theta, bands, absorbers=()) -> tuple[np.ndarray, n
             spectrum = _WithoutComponents(model, edges, labels).run(model.all_values(rows))
         else:
             spectrum = model.evaluate(edges, rows)
-        photon[start:start + len(rows)] = spectrum @ w_photon
-        energy[start:start + len(rows)] = spectrum @ w_energy
+        photon[start:start + len(rows)] = spectrum[:, used] @ w_photon
+        energy[start:start + len(rows)] = spectrum[:, used] @ w_energy
     return photon, energy
 
 
