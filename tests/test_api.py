@@ -8,6 +8,7 @@ import xspec_sbi
 from xspec_sbi.api import parse_restriction, sbi_fit
 from xspec_sbi.demo import reference_session
 from xspec_sbi.inference.config import FingerprintMismatch, NPEConfig
+from xspec_sbi.model.flux import FluxError, FluxRequest
 from xspec_sbi.presets.table1 import table1_prior
 from xspec_sbi.report.folder import write_report
 from xspec_sbi.session import Session, SessionError
@@ -92,9 +93,13 @@ def test_table_and_report(result, tmp_path):
 def test_saved_network_reloads_and_refuses_other_setups(result, session):
     r, path = result
     again = sbi_fit(session, prior=table1_prior(1), network=path, mcmc=False, correct=False,
-                    n_samples=500, seed=1, progress=False, config=FAST)
+                    n_samples=500, seed=1, progress=False, config=FAST,
+                    fluxes=[(0.5, 2.0), FluxRequest(0.5, 2.0, unabsorbed=True)])
     assert np.allclose(again.posterior.sample(session.observed()[None], 50, rng=3),
                        r.posterior.sample(session.observed()[None], 50, rng=3))
+    # fluxes asked for up front: the samples' fluxes, in the result
+    assert [f.unabsorbed for f in again.fluxes] == [False, True]
+    assert again.fluxes[0] == again.flux(0.5, 2.0)
     other = session.with_model(session.model.set(**{"powerlaw.PhoIndex": 2.0}).freeze("powerlaw.PhoIndex"))
     with pytest.raises(FingerprintMismatch, match="free_parameters|parameters"):
         sbi_fit(other, prior={"powerlaw.norm": ("log", 0.01, 100)}, network=path, mcmc=False,
@@ -116,6 +121,11 @@ def test_amortized_batch(result, session):
 def test_chi_square_sessions_are_refused(session):
     with pytest.raises(SessionError, match="Poisson"):
         Session(session.spectra, session.model, statistic="chi")
+
+
+def test_a_flux_outside_the_grid_is_refused_before_the_run(session):
+    with pytest.raises(FluxError, match="500-1000 keV lies outside the model's energy grid"):
+        sbi_fit(session, prior=table1_prior(1), progress=False, fluxes=[(500, 1000)])
 
 
 def test_norm_without_prior_is_refused_with_advice(session):

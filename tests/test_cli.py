@@ -105,6 +105,20 @@ def test_other_usage_errors(toy_files, capsys):
     _one_line_error(err, "nosuchmodel")
 
 
+def test_flux_options_are_checked_before_any_simulation(toy_files, capsys):
+    pha = _fake_pha(toy_files, "err.pha", np.full(12, 50))
+    base = ["fit", pha, "--model", "tbabs*powerlaw"]
+    for extra, needles in [(["--flux", 2, 0.5], ("--flux 2 0.5", "low < high")),
+                           (["--flux", 20, 50], ("--flux 20 50", "outside the model's energy grid")),
+                           (["--lumin", 0.5, 2, 0], ("--lumin 0.5 2 0", "redshift 0.0: must be > 0")),
+                           (["--flux", 0.5, 2, "--cosmo", 70, 0, 0.73], ("--cosmo", "--lumin")),
+                           (["--lumin", 0.5, 2, 0.1, "--cosmo", 70, 0, 1.5], ("--cosmo", "lambda0=1.5")),
+                           (["--unabsorbed"], ("--unabsorbed", "--flux"))]:
+        code, _, err = run(base + extra, capsys)
+        assert code == 2, (extra, err)
+        _one_line_error(err, *needles)
+
+
 def test_debug_shows_the_traceback(tmp_path):
     with pytest.raises(cli.CommandError) as exc:
         cli.main(["fit", str(tmp_path / "nowhere.pha"), "--model", "tbabs*powerlaw", "--debug"])
@@ -131,9 +145,10 @@ def test_fit_writes_the_report_folder(shared_data, tmp_path, capsys):
          "--samples", 500, "--chain-length", 800, "--chain-burn", 200, "--restrict", "none",
          "--max-epochs", 30, "--workers", 1, "--prior", "TBabs.nH=uniform:0:0.5",
          "--prior", "powerlaw.PhoIndex=uniform:1.5:2.5", "--prior", "powerlaw.norm=log:2e-4:1e-3",
-         "--out", out, "-q"], capsys)
+         "--flux", 0.5, 2, "--lumin", 2, 8, 0.05, "--unabsorbed", "--out", out, "-q"], capsys)
     assert code == 0, err
     assert "SBI median" in stdout and "MCMC median" in stdout and "report:" in stdout
+    assert "unabsorbed flux 0.5-2 keV:" in stdout and "lumin 2-8 keV (source frame) at z = 0.05" in stdout
     for name in ("summary.json", "posterior_samples.npz", "sbi_chain.fits", "mcmc_chain.fits",
                  "corner.png", "spectrum.png", "report.html"):
         assert (out / name).is_file(), name
@@ -143,6 +158,12 @@ def test_fit_writes_the_report_folder(shared_data, tmp_path, capsys):
     for i, name in enumerate(npz["names"]):
         assert summary["parameters"][name]["median"] == pytest.approx(np.median(npz["samples"][:, i]))
     assert summary["statistic"] == "wstat"            # PN.pha names its background file
+    fluxes = summary["fluxes"]
+    assert [(f["kind"], f["unabsorbed"]) for f in fluxes] == [
+        ("flux", False), ("flux", True), ("lumin", False), ("lumin", True)]
+    assert fluxes[1]["absorbers"] == ["TBabs"]
+    assert fluxes[1]["energy_flux_erg_cm2_s"]["median"] > fluxes[0]["energy_flux_erg_cm2_s"]["median"]
+    assert "Fluxes and luminosities" in (out / "report.html").read_text()
     # refuses to overwrite the report without --overwrite, before any work
     code, _, err = run(["fit", pn, "--model", "tbabs*powerlaw", "--out", out], capsys)
     assert code == 1

@@ -66,9 +66,11 @@ def report(tmp_path_factory):
 
     session, note = reference_session(counts=2000.0, seed=1)
     # a restricted prior, so that the restricted-prior view and its rounds are drawn
+    from xspec_sbi.model.flux import FluxRequest
     result = sbi_fit(session, prior=table1_prior(1), restrict="counts:1000-10000", n_simulations=500,
                      n_samples=500, chain_length=800, chain_burn=200, workers=1, seed=0,
-                     progress=False, config=NPEConfig(max_epochs=30))
+                     progress=False, config=NPEConfig(max_epochs=30),
+                     fluxes=[(0.5, 2.0), FluxRequest(0.5, 2.0, unabsorbed=True), (2.0, 10.0, 0.1)])
     out = write_report(result, tmp_path_factory.mktemp("report"), title="report test", notes=[note])
     return result, out
 
@@ -109,6 +111,7 @@ def test_every_section_renders_with_decoded_figures_and_tables(report, probe):
     assert sections["posterior"]["tables"][0]["rows"] == 1 + k
     assert sections["priors"]["tables"][0]["rows"] == 1 + k
     assert sections["calibration"]["tables"][0]["rows"] == 1 + 3       # 68, 90, 95 %
+    assert sections["fluxes"]["tables"][0]["rows"] == 1 + 2 + 2 + 1     # energy, photon (x2), lumin
     assert len(sections["settings"]["tables"]) == 1                    # the run; the estimator is a grid
 
 

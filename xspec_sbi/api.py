@@ -15,6 +15,7 @@ from xspec_sbi.options import (Budget, ChainOptions, ComputeOptions, NetworkOpti
                                from_keywords)
 from xspec_sbi.baseline.comparison import fit_and_chain
 from xspec_sbi.files import check_folder_target
+from xspec_sbi.model.flux import check_requests
 from xspec_sbi.options import parse_restriction
 from xspec_sbi.pipeline import network_fingerprint, run
 from xspec_sbi.result import SBIResult
@@ -29,7 +30,8 @@ def sbi_fit(session: Session | None = None, *, spectra=None, model=None, ignore=
             prior=None, restrict="cstat", seed: int = 0, correct: bool = True,
             budget: Budget | None = None, network: NetworkOptions | str | None = None,
             chain: ChainOptions | bool | None = None, compute: ComputeOptions | None = None,
-            refine: RefineOptions | bool | None = None, xspec=None, **shortcuts) -> SBIResult:
+            refine: RefineOptions | bool | None = None, xspec=None, fluxes=(),
+            **shortcuts) -> SBIResult:
     """Neural posterior estimation for an X-ray spectral fit, beside XSPEC's chain and C-stat.
 
     Parameters
@@ -71,6 +73,11 @@ def sbi_fit(session: Session | None = None, *, spectra=None, model=None, ignore=
     xspec : module, optional
         PyXspec sessions: the module to read and compare with (default
         ``import xspec``).
+    fluxes : sequence, optional
+        Fluxes to compute from the posterior samples, as XSPEC's ``flux``/``lumin
+        ... err``: ``(lo, hi)`` keV for a flux, ``(lo, hi, z)`` for a
+        luminosity, or :class:`~xspec_sbi.model.flux.FluxRequest` (unabsorbed,
+        cosmology); checked before the run, listed in ``result.fluxes``.
     **shortcuts
         Any field of the records as a flat keyword: ``n_simulations``,
         ``rounds``, ``simulations_per_round``, ``n_samples`` (budget);
@@ -93,8 +100,10 @@ def sbi_fit(session: Session | None = None, *, spectra=None, model=None, ignore=
     if session.origin == "pyxspec" and session.xspec is None:
         from xspec_sbi.pyxspec.link import XspecLink
         session = session.with_xspec(XspecLink(xspec))
+    requests = check_requests(session.model, session.spectra[0].response.energy_edges, fluxes)
     with _console(options.compute.progress):
-        return run(session, prior, restrict, seed=seed, correct=correct, options=options)
+        result = run(session, prior, restrict, seed=seed, correct=correct, options=options)
+    return result.with_fluxes(requests) if requests else result
 
 
 @contextlib.contextmanager

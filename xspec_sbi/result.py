@@ -1,4 +1,8 @@
-"""The result of :func:`xspec_sbi.sbi_fit`: posterior samples beside XSPEC's chain and C-stat."""
+"""The result of :func:`xspec_sbi.sbi_fit`: posterior samples beside XSPEC's chain and C-stat.
+
+Over 400 lines because a result's views (table, fluxes, plots, exports) are
+its methods, as a user expects of it; each one delegates to its own module.
+"""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -225,6 +229,9 @@ class SBIResult:
     checked_draws : int
         Network draws weighed by the exact likelihood in the last check (all of
         them unless the statistic is costly, see ``Budget.check_seconds``).
+    fluxes : tuple of BandFlux or BandLuminosity
+        Fluxes and luminosities asked for up front (:meth:`with_fluxes`),
+        computed from ``samples``.
     """
 
     names: tuple[str, ...]
@@ -251,6 +258,7 @@ class SBIResult:
     samples_source: str = "corrected"
     rounds: tuple = ()
     checked_draws: int = 0
+    fluxes: tuple = ()
 
     # -- tables --------------------------------------------------------------------
     def chain_summaries(self) -> tuple[ParameterSummary, ...] | None:
@@ -291,6 +299,8 @@ class SBIResult:
         if self.xspec is not None:
             rows.append(str(self.xspec))
         rows.extend(self.trust.lines())
+        for f in self.fluxes:
+            rows.extend(f.lines())
         if self.timings:
             rows.append("time: " + ", ".join(f"{k} {v:.1f} s" for k, v in self.timings.items()))
         return "\n".join(rows)
@@ -301,6 +311,45 @@ class SBIResult:
 
     def __str__(self) -> str:
         return self.table()
+
+    # -- fluxes (xspec_sbi.model.flux) ----------------------------------------------------
+    def flux(self, lo: float, hi: float, unabsorbed: bool = False, *, absorbers=None,
+             energies=None):
+        """XSPEC's ``flux lo hi err`` from the samples: a ``BandFlux`` (erg and photons cm^-2 s^-1).
+
+        ``unabsorbed`` sets the absorbers (``model.flux.ABSORBERS``, or the
+        component labels ``absorbers``) to 1; ``energies`` (keV edges, XSPEC's
+        ``energies``) replaces the first spectrum's response grid.
+        """
+        from xspec_sbi.model.flux import flux_summary
+        return flux_summary(self.session.model, self._flux_grid(energies), self.samples, lo, hi,
+                            unabsorbed, absorbers)
+
+    def lumin(self, lo: float, hi: float, redshift: float, unabsorbed: bool = False, *,
+              cosmology=None, absorbers=None, energies=None):
+        """XSPEC's ``lumin lo hi z err`` (source-frame band, keV): a ``BandLuminosity`` (erg s^-1).
+
+        ``cosmology``: a ``model.cosmology.Cosmology``, default ``cosmo 70 0 0.73``.
+        """
+        from xspec_sbi.model.flux import lumin_summary
+        return lumin_summary(self.session.model, self._flux_grid(energies), self.samples, lo, hi,
+                             redshift, unabsorbed, absorbers, cosmology)
+
+    def with_fluxes(self, requests, cosmology=None, energies=None) -> "SBIResult":
+        """This result with ``requests`` (``(lo, hi)``, ``(lo, hi, z)`` or FluxRequest) in ``fluxes``."""
+        from dataclasses import replace
+
+        from xspec_sbi.model.flux import flux_summaries
+        new = flux_summaries(self.session.model, self._flux_grid(energies), self.samples, requests,
+                             cosmology)
+        return replace(self, fluxes=self.fluxes + new)
+
+    def _flux_grid(self, energies) -> np.ndarray:
+        # one model, one data group: XSPEC integrates on each spectrum's response grid, which
+        # differ in discretisation only; the first spectrum's stands for all
+        if energies is not None:
+            return np.asarray(energies, dtype=np.float64)
+        return self.session.spectra[0].response.energy_edges
 
     # -- amortized use -------------------------------------------------------------
     def posteriors_for(self, observations, n_samples: int = 1000, seed: int = 0,

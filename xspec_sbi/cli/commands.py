@@ -41,6 +41,8 @@ class Prepared:
     overrides: dict
     box: object
     config: object
+    fluxes: tuple = ()
+    cosmology: object = None
 
 
 def _restriction(text: str) -> None:
@@ -86,10 +88,45 @@ def prepare(args) -> Prepared:
                             abund=args.abund, xsect=args.xsect, respfile=args.respfile,
                             arffile=args.arffile, backfile=args.backfile,
                             nicer_like_arf=args.nicer_like_arf)
+    fluxes, cosmology = _flux_requests(args, session)
     describe(session, box)
     cfg = _npe_config(args)
     log.debug("  network: %s", cfg)
-    return Prepared(args, session, model, overrides, box, cfg)
+    return Prepared(args, session, model, overrides, box, cfg, fluxes, cosmology)
+
+
+def _flux_requests(args, session):
+    """``--flux``/``--lumin``/``--cosmo`` as flux requests, each checked against the energy grid."""
+    from xspec_sbi.model.cosmology import Cosmology, CosmologyError
+    from xspec_sbi.model.flux import FluxError, FluxRequest, absorber_labels, band_weights
+    flux, lumin = getattr(args, "flux", None) or [], getattr(args, "lumin", None) or []
+    if not flux and not lumin:
+        if getattr(args, "unabsorbed", False) or getattr(args, "cosmo", None):
+            raise UsageError("--unabsorbed and --cosmo apply to --flux and --lumin: give one of them")
+        return (), None
+    if getattr(args, "cosmo", None) and not lumin:
+        raise UsageError("--cosmo applies to --lumin: give one")
+    try:
+        cosmology = Cosmology(*args.cosmo) if args.cosmo else Cosmology()
+    except CosmologyError as exc:
+        raise UsageError(f"--cosmo: {exc}") from None
+    edges = session.spectra[0].response.energy_edges
+    requests = []
+    for option, values in [("--flux", v) for v in flux] + [("--lumin", v) for v in lumin]:
+        text = f"{option} {' '.join(f'{x:g}' for x in values)}"
+        try:
+            r = FluxRequest.parse(values)
+            z = 1.0 if r.redshift is None else 1.0 + r.redshift
+            band_weights(edges, r.lo / z, r.hi / z)
+        except FluxError as exc:
+            raise UsageError(f"{text}: {exc}") from None
+        requests.append(r)
+        if args.unabsorbed:
+            requests.append(FluxRequest(r.lo, r.hi, r.redshift, unabsorbed=True))
+    if args.unabsorbed and not absorber_labels(session.model):
+        log.warning("--unabsorbed: %s has no absorber component; the unabsorbed values equal "
+                    "the others", session.model.expression)
+    return tuple(requests), cosmology
 
 
 def _run(p: Prepared, *, network=None, mcmc=False, n_samples, correct, chain=None):
@@ -143,6 +180,8 @@ def cmd_fit(args) -> int:
                                  walkers=args.walkers))
         if net is not None:
             save_network(net, p, result)
+        if p.fluxes:
+            result = result.with_fluxes(p.fluxes, p.cosmology)
         print()
         print(result.table())
         title = (f"xspec-sbi fit: {p.model.expression} on "

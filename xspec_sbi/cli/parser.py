@@ -110,6 +110,7 @@ _FIT_EXAMPLES = """examples:
   xspec-sbi fit src.pha --model "tbabs*powerlaw" --abund wilm --restrict counts:1000-10000 \\
       --sims 20000 --executor dask://scheduler:8786 --save-network nets/src
   xspec-sbi fit burst.pha --model "tbabs*bbodyrad" --nicer-like-arf burst.arf --rounds 3
+  xspec-sbi fit src.pha --model "tbabs*powerlaw" --flux 0.5 2 --flux 2 10 --lumin 2 10 0.05 --unabsorbed
 """
 _TRAIN_EXAMPLES = """examples:
   xspec-sbi train pre_burst.pha --model "tbabs*bbodyrad" --freeze TBabs.nH=0.2 \\
@@ -209,6 +210,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--save-network", metavar="DIR", help="save the trained posterior there")
     g.add_argument("--network", metavar="DIR", help="use a saved posterior instead of training")
     g.add_argument("--out", default="xspec_sbi_report", metavar="DIR", help="report folder")
+    f = fit.add_argument_group("fluxes (as XSPEC's flux and lumin with err, from the posterior samples)")
+    f.add_argument("--flux", nargs=2, type=float, action="append", default=[], metavar=("LO", "HI"),
+                   help="energy and photon flux over LO-HI keV; repeatable")
+    f.add_argument("--lumin", nargs=3, type=float, action="append", default=[], metavar=("LO", "HI", "Z"),
+                   help="luminosity over the source-frame band LO-HI keV at redshift Z; repeatable")
+    f.add_argument("--unabsorbed", action="store_true",
+                   help="also each value with the absorbers (tbabs, phabs, ...) set to 1")
+    f.add_argument("--cosmo", nargs=3, type=float, metavar=("H0", "Q0", "L0"),
+                   help="cosmology for --lumin as XSPEC's cosmo (default: 70 0 0.73)")
     _common(fit)
 
     train = sub.add_parser("train", formatter_class=_Formatter, epilog=_TRAIN_EXAMPLES,

@@ -13,6 +13,7 @@ from xspec_sbi.pyxspec._access import (JointGroupsError, PyXspecError, PyXspecUn
                       xspec_module)
 from xspec_sbi.pyxspec.agreement import Agreement, AgreementError, check_agreement
 from xspec_sbi.pyxspec.compare import XspecComparison, compare_with_xspec
+from xspec_sbi.pyxspec.fluxes import xspec_fluxes
 from xspec_sbi.pyxspec.native import (export_samples, free_parameters, load_chain, xspec_chain, xspec_fit,
                      xspec_statistic, xspec_statistics)
 from xspec_sbi.pyxspec.live import read_session
@@ -27,5 +28,5 @@ __all__ = [
     "XspecModel", "preserved_state", "snapshot", "XspecState", "xspec_fit", "xspec_chain",
     "xspec_statistic", "xspec_statistics", "free_parameters", "load_chain", "export_samples",
     "XspecPathSimulator", "XspecPathFactory", "xspec_path_simulator", "choose_simulator",
-    "compare_with_xspec", "XspecComparison",
+    "compare_with_xspec", "XspecComparison", "xspec_fluxes",
 ]

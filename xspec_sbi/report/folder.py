@@ -63,6 +63,7 @@ def summary_dict(result) -> dict:
         "coverage": None if coverage is None else coverage.to_dict(),
         "rounds": {title: [dict(zip(header, row)) for row in rows]
                    for title, header, rows in round_tables(result)},
+        "fluxes": [f.to_dict() for f in result.fluxes],
     }
     if result.restriction is not None:
         r = result.restriction

@@ -22,7 +22,7 @@ from xspec_sbi.report.status import (STATES, check_lines, npe_rows, prior_rows, 
 
 __all__ = ["report_page", "SECTIONS"]
 
-#: ``id`` of every section the page always has (rounds and XSPEC appear when present).
+#: ``id`` of every section the page always has (fluxes, rounds and XSPEC appear when present).
 SECTIONS = ("posterior", "checks", "spectrum", "corner", "priors", "calibration", "settings")
 
 _CSS = """
@@ -182,6 +182,30 @@ def _calibration(result, coverage, why) -> str:
             "the training's validation split is not kept in the result.</p>" + _table(header, rows))
 
 
+def _fluxes(result) -> str:
+    header = ["quantity", "band (keV)", "unit", "median", "68 %", "90 %", "set to 1"]
+    rows = []
+    for f in result.fluxes:
+        band = f"{f.band[0]:g}-{f.band[1]:g}"
+        absorbers = ", ".join(f.absorbers) or "-"
+        if hasattr(f, "luminosity"):
+            what = [("luminosity" + (" (unabsorbed)" if f.unabsorbed else "") + f" at z = {f.redshift:g}",
+                     "erg/s", f.luminosity)]
+            band += " (source)"
+        else:
+            what = [("energy flux" + (" (unabsorbed)" if f.unabsorbed else ""), "erg/cm²/s", f.energy),
+                    ("photon flux" + (" (unabsorbed)" if f.unabsorbed else ""), "photons/cm²/s", f.photon)]
+        rows += [[name, band, unit, f"{q.median:.4g}", f"[{q.lo68:.4g}, {q.hi68:.4g}]",
+                  f"[{q.lo90:.4g}, {q.hi90:.4g}]", absorbers] for name, unit, q in what]
+    notes = [line.strip() for f in result.fluxes for line in f.lines()[1:] if line.startswith("  (")]
+    lum = [f for f in result.fluxes if hasattr(f, "luminosity")]
+    if lum:
+        notes.append(f"Luminosities: cosmology {lum[0].cosmology} (XSPEC's cosmo), exact luminosity distance.")
+    return (_table(header, rows, left=3) + f"<p>From the {result.fluxes[0].n_draws} SBI samples, as "
+            "XSPEC's <code>flux ... err</code> and <code>lumin ... err</code>.</p>"
+            + "".join(f"<p>{escape(n)}</p>" for n in notes))
+
+
 def _rounds(result) -> str:
     return "".join(f"<h3>{escape(title)}</h3>" + _table(header, rows)
                    for title, header, rows in round_tables(result))
@@ -219,7 +243,10 @@ def report_page(result, title: str, notes, out) -> str:
                                 f"{s.n_simulations} simulations · seed {s.seed}")
     notes_html = "".join(f"<p class=note>{escape(n)}</p>" for n in notes)
     body = [_section("posterior", "Posterior", _posterior(result)),
-            _section("checks", "Checks", _checks(check_lines(result, coverage, why))),
+            _section("checks", "Checks", _checks(check_lines(result, coverage, why)))]
+    if result.fluxes:
+        body.append(_section("fluxes", "Fluxes and luminosities", _fluxes(result)))
+    body += [
             _section("spectrum", "Folded spectrum", _spectrum(result, out)),
             _section("corner", "Corner plot: SBI posterior over the chain", _img(out / "corner.png")),
             _section("priors", "Priors", _priors(result, out)),
