@@ -12,6 +12,10 @@ tested against direct calls:
 * a component whose parameters do not vary across the batch is computed once,
   and repeated parameter vectors are computed once.
 
+A convolution node (``("conv", component, operand)``) is
+:mod:`xspec_sbi.model.convolution`'s: the operand is evaluated on the grid
+the component needs, then the component's function is applied row by row.
+
 Each component calls the function ``model.dat`` lists, by its interface
 (:attr:`xspec_sbi.model.catalogue.ComponentInfo.model_function`).
 """
@@ -20,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from xspec_sbi.model import library as xslibrary
+from xspec_sbi.model.convolution import convolve
 
 __all__ = ["Evaluator", "powerlaw_integral"]
 
@@ -39,6 +44,8 @@ class Evaluator:
         return self._eval(self.model._tree, values)
 
     def _eval(self, tree, values):
+        if tree[0] == "conv":
+            return self._convolution(tree, values)
         if tree[0] == "c":
             return self._component(self.model.components[tree[1]], values)
         parts = [self._eval(t, values) for t in tree[1]]
@@ -46,6 +53,14 @@ class Evaluator:
         for p in parts[1:]:
             out = out + p if tree[0] == "+" else out * p
         return out
+
+    def _convolution(self, tree, values):
+        """A con component on its operand, the operand evaluated on the grid it needs."""
+        comp = self.model.components[tree[1]]
+        info = comp.info
+        pars = values[:, comp.first_parameter:comp.first_parameter + len(info.parameters)]
+        return convolve(info.model_function, info.name, self.edges, pars,
+                        lambda grid: Evaluator(self.model, grid)._eval(tree[2], values))
 
     def _component(self, comp: Component, values):
         info = comp.info

@@ -180,7 +180,7 @@ def current_settings() -> XspecSettings:
 
 
 def call_model(function: str | ModelFunction, energy_edges: np.ndarray, params: np.ndarray,
-               spectrum: int = 1, init: str = "") -> np.ndarray:
+               spectrum: int = 1, init: str = "", flux: np.ndarray | None = None) -> np.ndarray:
     """Evaluate one XSPEC model function once.
 
     Parameters
@@ -196,6 +196,10 @@ def call_model(function: str | ModelFunction, energy_edges: np.ndarray, params: 
         XSPEC's spectrum number (``ifl``), passed through.
     init : str
         Initialisation string (C and C++ interfaces only).
+    flux : ndarray (n_e,), optional
+        The input of a convolution (``con``) model: photons cm^-2 s^-1 per
+        bin (or the factor of a multiplicative operand); XSPEC's function
+        modifies it in place, here a copy. Zeros when not given.
 
     Returns
     -------
@@ -210,8 +214,8 @@ def call_model(function: str | ModelFunction, energy_edges: np.ndarray, params: 
     caller = lib.caller(function)
     if first:  # first calls print banners (tbabs's reference text)
         with quiet_stdout():
-            return caller(energy_edges, params, spectrum, init)
-    return caller(energy_edges, params, spectrum, init)
+            return caller(energy_edges, params, spectrum, init, flux)
+    return caller(energy_edges, params, spectrum, init, flux)
 
 
 _PROBE_CODE = r"""
