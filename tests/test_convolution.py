@@ -150,18 +150,29 @@ def _above(energy, center, sigma):
 
 
 def test_gsmooth_brings_in_the_wing_of_a_line_beyond_the_grid():
-    # A line at 0.95 keV, 0.05 keV below the grid's start, smoothed by 0.2 keV: the
+    # A line at 0.95 keV, 0.05 keV below the grid's start, smoothed by 0.05 keV: the
     # part above 1 keV belongs in the spectrum; only an extended grid has the line.
     edges = np.linspace(1.0, 5.0, 1601)
-    out = _line(0.95, 1e-3, 0.2, edges)
-    np.testing.assert_allclose(out.sum(), _above(1.0, 0.95, 0.2), rtol=2e-3)
+    out = _line(0.95, 1e-3, 0.05, edges)
+    np.testing.assert_allclose(out.sum(), _above(1.0, 0.95, 0.05), rtol=2e-3)
     # on the grid as given, XSPEC's gsmooth has nothing to smooth
     inner = Model("gaussian").evaluate(edges, [[0.95, 1e-3, 1.0]])[0]
-    raw = xslibrary.call_model("C_gsmooth", edges, np.array([0.2, 0.0]), flux=inner)
+    raw = xslibrary.call_model("C_gsmooth", edges, np.array([0.05, 0.0]), flux=inner)
     assert raw.sum() < 1e-12
     # and inside the grid nothing is renormalised at the edge: 1.05 keV keeps its upper part
-    np.testing.assert_allclose(_line(1.05, 1e-3, 0.2, edges).sum(),
-                               _above(1.0, 1.05, 0.2), rtol=2e-3)
+    np.testing.assert_allclose(_line(1.05, 1e-3, 0.05, edges).sum(),
+                               _above(1.0, 1.05, 0.05), rtol=2e-3)
+    # the top end: a line 2 widths above the grid's end sends its lower wing in
+    # (2.3 % of it; XSPEC's discretised kernel is good to a few 1e-3 that far out)
+    np.testing.assert_allclose(_line(5.1, 1e-3, 0.05, edges).sum(),
+                               1.0 - _above(5.0, 5.1, 0.05), rtol=5e-3)
+
+
+def test_gsmooth_is_not_extended_below_where_its_kernel_is_broad():
+    # 6 widths of 0.2 keV below a 1 keV start would reach 0 keV: the grid is kept
+    edges = np.linspace(1.0, 5.0, 401)
+    below, above = grid_extension("gsmooth", edges, np.array([[0.2, 0.0], [0.05, 0.0]]))
+    assert below[0] == 0 and below[1] > 0 and above[0] > above[1] > 0
 
 
 # --- photon-conserving Comptonization ------------------------------------------------------
@@ -205,3 +216,19 @@ def test_an_extension_past_its_limit_is_refused_naming_the_component():
     with pytest.raises(ModelError, match="zashift.*more than"):
         grid_extension("zashift", edges, np.array([[1e12]]))
     assert MAX_EXTRA_BINS >= 10_000
+
+
+# --- folding ------------------------------------------------------------------------------------
+
+def test_a_convolution_is_folded_from_the_whole_response_grid():
+    # Trimming the grid to the energies that reach a noticed channel is exact bin by
+    # bin, not for a convolution: simpl(powerlaw) at 0.3 keV holds photons scattered up
+    # from lower energies, so XSPEC's whole response grid is kept (as XSPEC folds).
+    from xspec_sbi.forward.folding import Folder, trimmable
+    from xspec_sbi.presets.nicer import reference_spectrum
+    spectrum = reference_spectrum(2000.0)
+    full = np.asarray(spectrum.response.energy_edges)
+    assert trimmable(Model("tbabs*powerlaw")) and not trimmable(Model("tbabs*simpl(powerlaw)"))
+    assert Folder(spectrum, Model("tbabs*powerlaw")).transfer.energy_edges.size < full.size
+    np.testing.assert_array_equal(
+        Folder(spectrum, Model("tbabs*simpl(powerlaw)")).transfer.energy_edges, full)

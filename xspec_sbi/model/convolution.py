@@ -20,8 +20,8 @@ zashift, zmshift       down to ``E_lo (1 + z)`` for ``z < 0``; up to ``E_hi (1 +
 vashift, vmshift       both ends by the factor ``1 / (1 - |v|/c)`` (either sign of
                        XSPEC's velocity convention is covered)
 gsmooth                6 widths ``Sigma(E) = Sig_6keV (E/6)^Index`` at each end
-                       (XSPEC's kernel stops within 5 widths, measured), not below
-                       half the grid's lowest energy
+                       (XSPEC's kernel stops within 5 widths, measured); none below
+                       when that would reach under half the grid's lowest energy
 others (cflux, ...)    none: XSPEC's own behaviour, on the grid as given
 =====================  ===========================================================
 
@@ -71,7 +71,11 @@ def _needed_energies(key: str, edges: np.ndarray, pars: np.ndarray):
 
         def width(e):
             return np.abs(sigma6) * (e / 6.0) ** index
-        lo = np.maximum(edges[0] - _GSMOOTH_WIDTHS * width(edges[0]), 0.5 * edges[0])
+        # Below the grid only where the kernel is narrow there: a kernel wider than
+        # half the lowest energy would smooth in whatever lies near 0 keV, which
+        # depends on where one stops; XSPEC's grid as given is kept then.
+        lo = edges[0] - _GSMOOTH_WIDTHS * width(edges[0])
+        lo = np.where(lo >= 0.5 * edges[0], lo, edges[0])
         # The width grows with energy for Index > 0: take it at the far end.
         hi = edges[-1] + _GSMOOTH_WIDTHS * width(edges[-1])
         hi = edges[-1] + _GSMOOTH_WIDTHS * np.maximum(width(hi), width(edges[-1]))

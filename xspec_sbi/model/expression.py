@@ -255,6 +255,15 @@ class Model:
         return parameter_index(self.parameters, name, self.expression, ModelError)
 
     @property
+    def bin_local(self) -> bool:
+        """True when each energy bin's value depends on that bin alone (no convolution).
+
+        Folding may then evaluate the model on the part of the response grid
+        that reaches a noticed channel; a convolution needs XSPEC's whole grid.
+        """
+        return all(c.info.kind != "con" for c in self.components)
+
+    @property
     def free_parameters(self) -> tuple[ParameterSpec, ...]:
         """Parameters that are inferred: neither frozen nor linked."""
         return tuple(p for p in self.parameters if p.free)

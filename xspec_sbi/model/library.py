@@ -228,7 +228,9 @@ xslibrary.configure(xslibrary.XspecSettings(**req["settings"]))
 edges = np.geomspace(0.1, 20.0, 401)
 out = {}
 for name, function, kind, params in req["models"]:
-    flux = xslibrary.call_model(function, edges, np.asarray(params, float))
+    # A convolution gets a flat input: XSPEC 12.9.1's cflux divides by its sum.
+    given = np.ones(edges.size - 1) if kind == "con" else None
+    flux = xslibrary.call_model(function, edges, np.asarray(params, float), flux=given)
     finite = bool(np.all(np.isfinite(flux)))
     out[name] = {"finite": finite, "all_zero": bool(np.all(flux == 0.0))}
 sys.stderr.write("PROBE-RESULT " + json.dumps(out) + "\n")
@@ -246,7 +248,8 @@ def probe_models(models, settings: XspecSettings | None = None, timeout: float =
     Parameters
     ----------
     models : iterable of (name, function, kind, default_params)
-        ``function`` as ``model.dat`` lists it; ``kind`` is ``"add"`` or ``"mul"``.
+        ``function`` as ``model.dat`` lists it; ``kind`` is ``"add"``, ``"mul"``
+        or ``"con"`` (a convolution, probed on a flat input flux).
     settings : XspecSettings, optional
 
     Raises
