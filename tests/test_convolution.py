@@ -232,3 +232,15 @@ def test_a_convolution_is_folded_from_the_whole_response_grid():
     assert Folder(spectrum, Model("tbabs*powerlaw")).transfer.energy_edges.size < full.size
     np.testing.assert_array_equal(
         Folder(spectrum, Model("tbabs*simpl(powerlaw)")).transfer.energy_edges, full)
+
+
+def test_nested_redshifts_compose_and_their_extensions_add():
+    from xspec_sbi.model.evaluation import Evaluator
+    edges = np.geomspace(0.3, 10.0, 601)
+    m = Model("zashift(zashift(powerlaw))").thaw("zashift.Redshift", "zashift_2.Redshift")
+    theta = np.array([[0.5, 1.0, 1.8, 1.0]])
+    expected = (1.5 * 2.0) ** -1.8 * powerlaw_integral(edges, np.array([1.8]))[0]
+    np.testing.assert_allclose(m.evaluate(edges, theta)[0], expected, rtol=2e-5)
+    below, above = Evaluator(m, edges).extension(m.all_values(theta))
+    top = extended_grid(edges, 0, above)[-1]
+    assert below == 0 and 10.0 * 3.0 <= top < 10.0 * 3.0 * (edges[-1] / edges[-2]) ** (2 * STEP_QUANTUM)

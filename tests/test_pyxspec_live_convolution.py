@@ -59,7 +59,7 @@ def test_a_redshift_beyond_the_grid_agrees_with_xspecs_energies_extend(pn):
     session = px.read_session()
     # On the response grid alone XSPEC loses the photons emitted above 16 keV
     # that z = 1 brings to 8-16 keV: the engine, with them, differs there.
-    with pytest.raises(px.AgreementError, match="differ"):
+    with pytest.raises(px.AgreementError, match="differ") as err:
         px.check_agreement(session, rtol=1e-6)
     edges = np.asarray(pn.AllData(1).response.energies, dtype=np.float64)
     below, above = grid_extension("zashift", edges, np.array([[1.0]]))
@@ -68,6 +68,8 @@ def test_a_redshift_beyond_the_grid_agrees_with_xspecs_energies_extend(pn):
     assert top >= 2 * edges[-1]
     # the engine's extension is log bins continuing the response's last one:
     # XSPEC's "energies extend high <E> <n> log" makes the same grid
+    command = f'AllModels.setEnergies("extend", "high,{top:.15g},{int(above[0])} log")'
+    assert command in str(err.value)        # the error says how to give XSPEC that grid
     pn.AllModels.setEnergies("extend", f"high,{top:.15g},{int(above[0])} log")
     agreement = px.check_agreement(session, rtol=1e-6)
     assert max(agreement.max_relative) <= 1e-6

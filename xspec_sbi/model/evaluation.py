@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from xspec_sbi.model import library as xslibrary
-from xspec_sbi.model.convolution import convolve
+from xspec_sbi.model.convolution import convolve, extended_grid, grid_extension
 
 __all__ = ["Evaluator", "powerlaw_integral"]
 
@@ -61,6 +61,29 @@ class Evaluator:
         pars = values[:, comp.first_parameter:comp.first_parameter + len(info.parameters)]
         return convolve(info.model_function, info.name, self.edges, pars,
                         lambda grid: Evaluator(self.model, grid)._eval(tree[2], values))
+
+    def extension(self, values) -> tuple[int, int]:
+        """Extra bins below and above the grid the evaluation of ``values`` uses.
+
+        Nested convolutions extend an extended grid further, with the same end
+        ratios, so the total is one extension of the original grid: XSPEC's
+        ``energies extend low|high <E> <n> log`` makes that grid.
+        """
+        return self._extension(self.model._tree, values)
+
+    def _extension(self, tree, values):
+        if tree[0] == "c":
+            return 0, 0
+        if tree[0] != "conv":
+            parts = [self._extension(t, values) for t in tree[1]]
+            return max(p[0] for p in parts), max(p[1] for p in parts)
+        info = self.model.components[tree[1]].info
+        first = self.model.components[tree[1]].first_parameter
+        below, above = grid_extension(info.name, self.edges,
+                                      values[:, first:first + len(info.parameters)])
+        b, a = int(below.max(initial=0)), int(above.max(initial=0))
+        inner = Evaluator(self.model, extended_grid(self.edges, b, a))._extension(tree[2], values)
+        return b + inner[0], a + inner[1]
 
     def _component(self, comp: Component, values):
         info = comp.info
