@@ -57,7 +57,8 @@ def test_expression_forms(expr, names):
     ("powerlaw*bbodyrad", "two additive"),
     ("tbabs*(powerlaw", "parentheses"),
     ("tbabs", "no additive"),
-    ("cflux*powerlaw", "cflux"),
+    ("pileup*powerlaw", "pileup"),
+    ("powerlaw*cflux", "nothing to its right"),
     ("tbabs*powerlaw$", "unexpected"),
     ("", "empty"),
 ])

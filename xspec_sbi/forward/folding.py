@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["Transfer", "build_transfer", "fold_model", "Folder"]
+__all__ = ["trimmable", "Transfer", "build_transfer", "fold_model", "Folder"]
 
 
 @dataclass(frozen=True)
@@ -102,6 +102,15 @@ def build_transfer(spectrum, trim: bool = True, dense_above: float = 0.25) -> Tr
     return Transfer(energy_edges=np.ascontiguousarray(edges), matrix=stored)
 
 
+def trimmable(model) -> bool:
+    """Whether ``model`` may be evaluated on the trimmed grid of :func:`build_transfer`.
+
+    A convolution moves flux between energies, so it needs XSPEC's whole
+    response grid (``Model.bin_local`` is False); other models are bin by bin.
+    """
+    return bool(getattr(model, "bin_local", True))
+
+
 def fold_model(model, transfer: Transfer, theta) -> np.ndarray:
     """Expected source counts of ``model`` through ``transfer``, (n_batch, n_bins) counts.
 
@@ -130,7 +139,7 @@ class Folder:
     def __init__(self, spectrum, model, trim: bool = True):
         self.spectrum = spectrum
         self.model = model
-        self.transfer = build_transfer(spectrum, trim=trim)
+        self.transfer = build_transfer(spectrum, trim=trim and trimmable(model))
 
     @property
     def n_bins(self) -> int:

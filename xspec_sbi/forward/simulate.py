@@ -34,7 +34,7 @@ from typing import Protocol, Sequence, runtime_checkable
 import numpy as np
 
 from xspec_sbi.model import library as xslibrary
-from xspec_sbi.forward.folding import Transfer, build_transfer, fold_model
+from xspec_sbi.forward.folding import Transfer, build_transfer, fold_model, trimmable
 
 __all__ = ["SpectralSimulator", "FakeitDraws", "Simulator", "JointSimulator", "SimulatorPool", "simulate", "make_pool", "fakeit_spectrum"]
 
@@ -144,7 +144,7 @@ class Simulator(FakeitDraws):
             bkg = np.asarray(spectrum.binned_background_counts(), dtype=np.float64)
             scale = np.broadcast_to(np.asarray(spectrum.background_scale(), dtype=np.float64),
                                     bkg.shape).copy()
-        return cls(model=model, transfer=build_transfer(spectrum, trim=trim),
+        return cls(model=model, transfer=build_transfer(spectrum, trim=trim and trimmable(model)),
                    settings=settings or xslibrary.current_settings(),
                    background_counts=bkg, background_scale=scale)
 

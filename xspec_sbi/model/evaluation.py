@@ -12,6 +12,10 @@ tested against direct calls:
 * a component whose parameters do not vary across the batch is computed once,
   and repeated parameter vectors are computed once.
 
+A convolution node (``("conv", component, operand)``) is
+:mod:`xspec_sbi.model.convolution`'s: the operand is evaluated on the grid
+the component needs, then the component's function is applied row by row.
+
 Each component calls the function ``model.dat`` lists, by its interface
 (:attr:`xspec_sbi.model.catalogue.ComponentInfo.model_function`).
 """
@@ -20,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from xspec_sbi.model import library as xslibrary
+from xspec_sbi.model.convolution import convolve, extended_grid, grid_extension
 
 __all__ = ["Evaluator", "powerlaw_integral"]
 
@@ -39,6 +44,8 @@ class Evaluator:
         return self._eval(self.model._tree, values)
 
     def _eval(self, tree, values):
+        if tree[0] == "conv":
+            return self._convolution(tree, values)
         if tree[0] == "c":
             return self._component(self.model.components[tree[1]], values)
         parts = [self._eval(t, values) for t in tree[1]]
@@ -46,6 +53,37 @@ class Evaluator:
         for p in parts[1:]:
             out = out + p if tree[0] == "+" else out * p
         return out
+
+    def _convolution(self, tree, values):
+        """A con component on its operand, the operand evaluated on the grid it needs."""
+        comp = self.model.components[tree[1]]
+        info = comp.info
+        pars = values[:, comp.first_parameter:comp.first_parameter + len(info.parameters)]
+        return convolve(info.model_function, info.name, self.edges, pars,
+                        lambda grid: Evaluator(self.model, grid)._eval(tree[2], values))
+
+    def extension(self, values) -> tuple[int, int]:
+        """Extra bins below and above the grid the evaluation of ``values`` uses.
+
+        Nested convolutions extend an extended grid further, with the same end
+        ratios, so the total is one extension of the original grid: XSPEC's
+        ``energies extend low|high <E> <n> log`` makes that grid.
+        """
+        return self._extension(self.model._tree, values)
+
+    def _extension(self, tree, values):
+        if tree[0] == "c":
+            return 0, 0
+        if tree[0] != "conv":
+            parts = [self._extension(t, values) for t in tree[1]]
+            return max(p[0] for p in parts), max(p[1] for p in parts)
+        info = self.model.components[tree[1]].info
+        first = self.model.components[tree[1]].first_parameter
+        below, above = grid_extension(info.name, self.edges,
+                                      values[:, first:first + len(info.parameters)])
+        b, a = int(below.max(initial=0)), int(above.max(initial=0))
+        inner = Evaluator(self.model, extended_grid(self.edges, b, a))._extension(tree[2], values)
+        return b + inner[0], a + inner[1]
 
     def _component(self, comp: Component, values):
         info = comp.info

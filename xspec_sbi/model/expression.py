@@ -65,6 +65,12 @@ class _Parser:
     Grammar: sum := prod ('+' prod)* ; prod := atom ('*'? atom)* ;
     atom := NAME | '(' sum ')'. A name or ')' followed by a name or '('
     multiplies implicitly, as in ``phabs(bbody+gaussian)``.
+
+    A convolution (``con``) component acts on the product of everything to
+    its right in its product, as XSPEC's manual writes them:
+    ``phabs*cflux*(pow+gauss)`` is ``phabs * cflux[pow+gauss]``,
+    ``cflux*phabs*pow`` is ``cflux[phabs*pow]``, ``cflux(pow)`` is
+    ``cflux[pow]``. The tree node is ``("conv", component, operand)``.
     """
 
     def __init__(self, expr: str, catalog):
@@ -108,6 +114,20 @@ class _Parser:
                 factors.append(self.atom())
             else:
                 break
+        return self._convolutions(factors)
+
+    def _convolutions(self, factors):
+        """The product of ``factors``, each con component acting on the factors to its right."""
+        for i, f in enumerate(factors):
+            if f[0] == "c" and self.components[f[1]].kind == "con":
+                rest = factors[i + 1:]
+                if not rest:
+                    raise ModelError(
+                        f"convolution component {self.components[f[1]].name!r} in model "
+                        f"expression {self.expr!r} has nothing to its right to act on "
+                        f"(write it before what it convolves: {self.components[f[1]].name}(...))")
+                node = ("conv", f[1], self._convolutions(rest))
+                return node if i == 0 else ("*", factors[:i] + [node])
         return factors[0] if len(factors) == 1 else ("*", factors)
 
     def atom(self):
@@ -126,14 +146,20 @@ class _Parser:
 
 
 def _kind(tree, comps) -> str:
-    """Type of a subexpression under XSPEC's algebra: 'add' or 'mul'."""
+    """Type of a subexpression under XSPEC's algebra: 'add' or 'mul'.
+
+    A convolution has the kind of what it acts on (``zmshift*phabs`` is a
+    multiplicative factor, ``zashift(powerlaw)`` an additive one).
+    """
+    if tree[0] == "conv":
+        return _kind(tree[2], comps)
     if tree[0] == "c":
         k = comps[tree[1]].info.kind
         if k not in ("add", "mul"):
             raise ModelError(
                 f"component {comps[tree[1]].info.name!r} is a {k!r} model; the embedded "
-                "engine evaluates additive and multiplicative components only (use the "
-                "XSPEC path for convolution and mixing models)")
+                "engine evaluates additive, multiplicative and convolution components "
+                "only (use the XSPEC path for mixing and pile-up models)")
         return k
     kinds = [_kind(t, comps) for t in tree[1]]
     if tree[0] == "+":
@@ -227,6 +253,15 @@ class Model:
     def index_of(self, name: str) -> int:
         """0-based position of a parameter given by name (case-insensitive) or 1-based number."""
         return parameter_index(self.parameters, name, self.expression, ModelError)
+
+    @property
+    def bin_local(self) -> bool:
+        """True when each energy bin's value depends on that bin alone (no convolution).
+
+        Folding may then evaluate the model on the part of the response grid
+        that reaches a noticed channel; a convolution needs XSPEC's whole grid.
+        """
+        return all(c.info.kind != "con" for c in self.components)
 
     @property
     def free_parameters(self) -> tuple[ParameterSpec, ...]:

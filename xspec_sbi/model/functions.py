@@ -77,6 +77,16 @@ def model_function(listed: str) -> ModelFunction:
     return ModelFunction(listed, listed.lower() + "_", "Fortran single")
 
 
+def _flux_buffer(flux, n: int, dtype) -> np.ndarray:
+    """A fresh contiguous flux array of ``n`` bins: zeros, or a copy of ``flux``."""
+    if flux is None:
+        return np.zeros(n, dtype=dtype)
+    out = np.array(flux, dtype=dtype, order="C", copy=True)
+    if out.shape != (n,):
+        raise ValueError(f"input flux has shape {out.shape}, the energy grid {n} bins")
+    return out
+
+
 def bind(fn, interface: str):
     """A Python caller ``(edges, params, spectrum, init) -> flux`` for a ctypes function.
 
@@ -91,19 +101,22 @@ def bind(fn, interface: str):
     -------
     callable
         ``caller(edges (n_e + 1,) keV float64, params (n_par,) float64,
-        spectrum int, init str) -> flux (n_e,) float64``; the functions trust
-        their caller, so the arrays are made contiguous of the right type here.
+        spectrum int, init str, flux (n_e,) or None) -> flux (n_e,) float64``;
+        the functions trust their caller, so the arrays are made contiguous of
+        the right type here. ``flux`` is the input of a convolution model
+        (XSPEC's ``con`` interface modifies the flux array in place); a copy
+        is passed, so the caller's array is left alone. ``None`` passes zeros.
     """
     if interface in ("C++", "C"):
         fn.argtypes = [_DOUBLE, ctypes.c_int, _DOUBLE, ctypes.c_int, _DOUBLE, _DOUBLE,
                        ctypes.c_char_p]
         fn.restype = None
 
-        def call_c(edges, params, spectrum=1, init=""):
+        def call_c(edges, params, spectrum=1, init="", flux=None):
             e = np.ascontiguousarray(edges, dtype=np.float64)
             p = np.ascontiguousarray(params, dtype=np.float64)
             n = e.size - 1
-            flux, err = np.zeros(n), np.zeros(n)
+            flux, err = _flux_buffer(flux, n, np.float64), np.zeros(n)
             fn(e.ctypes.data_as(_DOUBLE), n, p.ctypes.data_as(_DOUBLE), int(spectrum),
                flux.ctypes.data_as(_DOUBLE), err.ctypes.data_as(_DOUBLE), init.encode("ascii"))
             return flux
@@ -114,14 +127,14 @@ def bind(fn, interface: str):
         fn.argtypes = [pointer, _INT, pointer, _INT, pointer, pointer]
         fn.restype = None
 
-        def call_fortran(edges, params, spectrum=1, init=""):
+        def call_fortran(edges, params, spectrum=1, init="", flux=None):
             # XSPEC itself rounds energies and parameters to float32 for a
             # single-precision model, as astype does here.
             e = np.ascontiguousarray(edges, dtype=dtype)
             # A zero-parameter model still gets a valid pointer.
             p = np.ascontiguousarray(params if np.size(params) else [0.0], dtype=dtype)
             n = e.size - 1
-            flux, err = np.zeros(n, dtype=dtype), np.zeros(n, dtype=dtype)
+            flux, err = _flux_buffer(flux, n, dtype), np.zeros(n, dtype=dtype)
             fn(e.ctypes.data_as(pointer), ctypes.byref(ctypes.c_int(n)),
                p.ctypes.data_as(pointer), ctypes.byref(ctypes.c_int(int(spectrum))),
                flux.ctypes.data_as(pointer), err.ctypes.data_as(pointer))

@@ -180,7 +180,7 @@ def current_settings() -> XspecSettings:
 
 
 def call_model(function: str | ModelFunction, energy_edges: np.ndarray, params: np.ndarray,
-               spectrum: int = 1, init: str = "") -> np.ndarray:
+               spectrum: int = 1, init: str = "", flux: np.ndarray | None = None) -> np.ndarray:
     """Evaluate one XSPEC model function once.
 
     Parameters
@@ -196,6 +196,10 @@ def call_model(function: str | ModelFunction, energy_edges: np.ndarray, params: 
         XSPEC's spectrum number (``ifl``), passed through.
     init : str
         Initialisation string (C and C++ interfaces only).
+    flux : ndarray (n_e,), optional
+        The input of a convolution (``con``) model: photons cm^-2 s^-1 per
+        bin (or the factor of a multiplicative operand); XSPEC's function
+        modifies it in place, here a copy. Zeros when not given.
 
     Returns
     -------
@@ -210,8 +214,8 @@ def call_model(function: str | ModelFunction, energy_edges: np.ndarray, params: 
     caller = lib.caller(function)
     if first:  # first calls print banners (tbabs's reference text)
         with quiet_stdout():
-            return caller(energy_edges, params, spectrum, init)
-    return caller(energy_edges, params, spectrum, init)
+            return caller(energy_edges, params, spectrum, init, flux)
+    return caller(energy_edges, params, spectrum, init, flux)
 
 
 _PROBE_CODE = r"""
@@ -224,7 +228,9 @@ xslibrary.configure(xslibrary.XspecSettings(**req["settings"]))
 edges = np.geomspace(0.1, 20.0, 401)
 out = {}
 for name, function, kind, params in req["models"]:
-    flux = xslibrary.call_model(function, edges, np.asarray(params, float))
+    # A convolution gets a flat input: XSPEC 12.9.1's cflux divides by its sum.
+    given = np.ones(edges.size - 1) if kind == "con" else None
+    flux = xslibrary.call_model(function, edges, np.asarray(params, float), flux=given)
     finite = bool(np.all(np.isfinite(flux)))
     out[name] = {"finite": finite, "all_zero": bool(np.all(flux == 0.0))}
 sys.stderr.write("PROBE-RESULT " + json.dumps(out) + "\n")
@@ -242,7 +248,8 @@ def probe_models(models, settings: XspecSettings | None = None, timeout: float =
     Parameters
     ----------
     models : iterable of (name, function, kind, default_params)
-        ``function`` as ``model.dat`` lists it; ``kind`` is ``"add"`` or ``"mul"``.
+        ``function`` as ``model.dat`` lists it; ``kind`` is ``"add"``, ``"mul"``
+        or ``"con"`` (a convolution, probed on a flat input flux).
     settings : XspecSettings, optional
 
     Raises

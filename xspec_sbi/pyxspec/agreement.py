@@ -19,6 +19,8 @@ import numpy as np
 
 from xspec_sbi.model import library as xslibrary
 from xspec_sbi.forward.folding import Folder
+from xspec_sbi.model.convolution import extended_grid
+from xspec_sbi.model.evaluation import Evaluator
 from xspec_sbi.model.expression import Model
 from xspec_sbi.pyxspec._access import PyXspecError, xspec_module
 from xspec_sbi.pyxspec.reader import XspecModel, read_parameters, read_spectra_records
@@ -141,6 +143,24 @@ def check_agreement(session, xspec=None, rtol: float = 1e-6) -> Agreement:
         return _check_engine(session, xs, records, rtol)
 
 
+def _extension_hint(model, spectrum, theta) -> str:
+    """How to give XSPEC the grid the engine extends for a convolution, or ''."""
+    if model.bin_local or spectrum.response is None:
+        return ""
+    edges = np.asarray(spectrum.response.energy_edges, dtype=np.float64)
+    below, above = Evaluator(model, edges).extension(model.all_values(theta))
+    grid = extended_grid(edges, below, above)
+    commands = ([f'AllModels.setEnergies("extend", "low,{grid[0]:.15g},{below} log")']
+                if below else [])
+    if above:
+        commands.append(f'AllModels.setEnergies("extend", "high,{grid[-1]:.15g},{above} log")')
+    if not commands:
+        return ""
+    return (". The engine evaluates this convolution on the response grid extended by "
+            f"{below} bins below and {above} above (xspec_sbi.model.convolution); XSPEC "
+            "does so after " + " and ".join(commands))
+
+
 def _check_engine(session, xs, records, rtol) -> Agreement:
     xslibrary.configure(session.settings)
     model = _current_model(session.model, xs)
@@ -164,7 +184,7 @@ def _check_engine(session, xs, records, rtol) -> Agreement:
                 f"XSPEC {ours[b]:.10g}" for b in bad[:5])
             raise AgreementError(f"{label}: {bad.size} of {ours.size} bins differ beyond "
                                  f"rtol={rtol:g} (counts = folded x exposure x AREASCAL). "
-                                 f"First: {rows}")
+                                 f"First: {rows}" + _extension_hint(model, spectrum, theta))
         scale = np.maximum(np.abs(ours), floor)
         worst.append(float(np.max(diff / scale)) if diff.size else 0.0)
         sizes.append(int(ours.size))
