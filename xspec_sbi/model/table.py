@@ -51,9 +51,9 @@ __all__ = ["TableModel", "TableInfo", "TABLE_KINDS", "read_table", "table_compon
 # The expression's keyword -> how the table's values enter the model.
 TABLE_KINDS = {"atable": "add", "mtable": "mul", "etable": "exp"}
 
-# XSPEC's redshift parameter of a table (value, delta, min, bot, top, max);
-# checked against XSPEC 12.9.1's own in the live tests.
-_REDSHIFT_ROW = ("redshift", "", 0.0, 0.0, 0.0, 5.0, 5.0, -0.01, "")
+# XSPEC's redshift parameter of a table, frozen (negative delta), as XSPEC
+# 12.9.1 shows it: z = 0, delta 0.001, limits 0-5 (checked in the live tests).
+_REDSHIFT_ROW = ("z", "", 0.0, 0.0, 0.0, 5.0, 5.0, -0.001, "")
 
 
 @dataclass(frozen=True, eq=False)
