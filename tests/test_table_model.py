@@ -302,3 +302,16 @@ def test_missing_file_and_wrong_kind(tmp_path):
         Model(f"tbabs*mtable{{{path}}}*powerlaw")
     with pytest.raises(ModelError, match="unexpected"):
         Model(f"atable{{{path}")
+
+
+def test_pickled_model_evaluates_the_same(pl_table, tmp_path, monkeypatch):
+    """Worker processes get the model pickled: the table travels with it, no re-read."""
+    import pickle
+    m = Model(f"atable{{{pl_table}}}")
+    blob = pickle.dumps(m)
+    monkeypatch.chdir(tmp_path)   # elsewhere, as a worker may be
+    again = pickle.loads(blob)
+    theta = [[1.9, 2.0, 1.5]]
+    np.testing.assert_array_equal(again.evaluate(TABLE_EDGES, theta), m.evaluate(TABLE_EDGES, theta))
+    # a changed parameter set-up keeps the same table object (read once per file)
+    assert m.set(**{"plscale.PhoIndex": 2.5}).components[0].info.table is m.components[0].info.table
