@@ -287,6 +287,7 @@ def _good(tmp_path, **kw):
     (dict(row_order=lambda pts: pts + pts[:1]), "row 4 repeats a grid point"),
     (dict(extra_header={"ESCALE": True}), "ESCALE = T"),
     (dict(additive=False), "ADDMODEL = F"),
+    (dict(extra_header={"LOELIMIT": 0.5}), "non-zero LOELIMIT/HIELIMIT in an additive"),
 ])
 def test_bad_files_name_the_file_and_the_fault(tmp_path, kw, match):
     path = _good(tmp_path, **kw)
@@ -315,3 +316,13 @@ def test_pickled_model_evaluates_the_same(pl_table, tmp_path, monkeypatch):
     np.testing.assert_array_equal(again.evaluate(TABLE_EDGES, theta), m.evaluate(TABLE_EDGES, theta))
     # a changed parameter set-up keeps the same table object (read once per file)
     assert m.set(**{"plscale.PhoIndex": 2.5}).components[0].info.table is m.components[0].info.table
+
+
+def test_mtable_outside_values_from_loelimit_hielimit(tmp_path):
+    path = write_table(tmp_path / "lim.fits", "lim", [
+        ("nH", 0, 1.0, 0.01, 0.0, 0.0, 2.0, 2.0, NH)], TABLE_EDGES,
+        lambda p: np.full((1, TABLE_EDGES.size - 1), 0.5), additive=False,
+        extra_header={"LOELIMIT": 0.25, "HIELIMIT": 0.75})
+    t = read_table(path, "mtable")
+    got = t.evaluate(np.array([0.01, 0.05, 1.0, 2.0, 30.0, 40.0]), [[1.0]])[0]
+    np.testing.assert_allclose(got, [0.25, 0.5, 0.5, 0.5, 0.75], rtol=1e-7)
