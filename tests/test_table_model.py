@@ -14,7 +14,8 @@ import pytest
 from table_model_support import write_table
 from xspec_sbi.model.evaluation import powerlaw_integral
 from xspec_sbi.model.expression import Model, ModelError
-from xspec_sbi.model.table import average_values, read_table, rebin_flux
+from xspec_sbi.model.table import average_values, rebin_flux
+from xspec_sbi.model.table_file import read_table
 
 # FITS "E" columns are float32: every stored value carries ~6e-8 relative rounding.
 F32 = 2.0 ** -23
@@ -27,7 +28,8 @@ SCALE = np.geomspace(0.1, 10.0, 5)                     # logarithmic (METHOD 1)
 
 
 def _pl_spectrum(edges):
-    # INTPSPEC linear in ln(s) (positive on the grid): logarithmic interpolation in s is exact for it.
+    # INTPSPEC linear in ln(s) (positive on the grid): logarithmic interpolation
+    # in s is exact for it.
     return lambda p: (powerlaw_integral(edges, np.array([p[0]]))[0] * (3.0 + np.log(p[1])))[None, :]
 
 
@@ -85,7 +87,8 @@ def test_atable_interpolation_within_the_bound(pl_table):
         assert np.all(np.abs(got[i] - exact[i]) <= bound), i
     # the bound is not vacuous: mid-cell errors reach a good fraction of it
     mid = np.array([[2.05, 1.0, 1.0]])
-    err = np.abs(m.evaluate(TABLE_EDGES, mid) - powerlaw_integral(TABLE_EDGES, np.array([2.05])) * 3)
+    err = np.abs(m.evaluate(TABLE_EDGES, mid)
+                 - powerlaw_integral(TABLE_EDGES, np.array([2.05])) * 3)
     assert err.max() > 0.3 * _gamma_bound(TABLE_EDGES, 2.0, 2.1)[np.argmax(err)] * 3
 
 
@@ -104,7 +107,8 @@ def test_log_method_matters(tmp_path):
     """The same table with METHOD 0 for scale interpolates linearly: not exact in ln(s)."""
     path = write_table(tmp_path / "lin.fits", "plscale", [
         ("PhoIndex", 0, 2.0, 0.01, 1.0, 1.0, 3.0, 3.0, GAMMA),
-        ("scale", 0, 1.0, 0.01, 0.1, 0.1, 10.0, 10.0, SCALE)], TABLE_EDGES, _pl_spectrum(TABLE_EDGES))
+        ("scale", 0, 1.0, 0.01, 0.1, 0.1, 10.0, 10.0, SCALE)], TABLE_EDGES,
+        _pl_spectrum(TABLE_EDGES))
     theta = np.array([[2.0, 0.5, 1.0]])
     exact = powerlaw_integral(TABLE_EDGES, np.array([2.0])) * (3.0 + np.log(0.5))
     lin = Model(f"atable{{{path}}}").evaluate(TABLE_EDGES, theta)
@@ -313,7 +317,8 @@ def test_pickled_model_evaluates_the_same(pl_table, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)   # elsewhere, as a worker may be
     again = pickle.loads(blob)
     theta = [[1.9, 2.0, 1.5]]
-    np.testing.assert_array_equal(again.evaluate(TABLE_EDGES, theta), m.evaluate(TABLE_EDGES, theta))
+    np.testing.assert_array_equal(again.evaluate(TABLE_EDGES, theta),
+                                  m.evaluate(TABLE_EDGES, theta))
     # a changed parameter set-up keeps the same table object (read once per file)
     assert m.set(**{"plscale.PhoIndex": 2.5}).components[0].info.table is m.components[0].info.table
 

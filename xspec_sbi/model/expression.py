@@ -19,7 +19,8 @@ from xspec_sbi.model import library as xslibrary
 from xspec_sbi.model.catalogue import ComponentInfo, ModelError, component_catalog, lookup
 from xspec_sbi.model.evaluation import Evaluator, powerlaw_integral
 from xspec_sbi.model.parameters import ParameterSpec, parameter_index
-from xspec_sbi.model.table import TableInfo, table_component
+from xspec_sbi.model.table import TableInfo
+from xspec_sbi.model.table_file import table_component
 
 __all__ = ["ModelError", "ComponentInfo", "Component", "Model", "component_catalog",
            "powerlaw_integral"]
