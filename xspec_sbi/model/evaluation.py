@@ -25,6 +25,7 @@ import numpy as np
 
 from xspec_sbi.model import library as xslibrary
 from xspec_sbi.model.convolution import convolve, extended_grid, grid_extension
+from xspec_sbi.model.table import TableInfo
 
 __all__ = ["Evaluator", "powerlaw_integral"]
 
@@ -90,7 +91,11 @@ class Evaluator:
         n_own = len(info.parameters)
         pars = values[:, comp.first_parameter:comp.first_parameter + n_own]
         key = info.name.lower()
-        if key == "powerlaw":
+        if isinstance(info, TableInfo):
+            # atable/mtable/etable: the file's grid, not a library function
+            # (its name is the table's MODLNAME and may shadow one).
+            shape = info.table.evaluate(self.edges, pars)
+        elif key == "powerlaw":
             shape = powerlaw_integral(self.edges, pars[:, 0])
         elif key in _POWER_IN_NH and n_own == 1:
             log_unit = _log_unit_absorption(info.model_function, self.edges, xslibrary.current_settings())

@@ -19,6 +19,8 @@ from xspec_sbi.model import library as xslibrary
 from xspec_sbi.model.catalogue import ComponentInfo, ModelError, component_catalog, lookup
 from xspec_sbi.model.evaluation import Evaluator, powerlaw_integral
 from xspec_sbi.model.parameters import ParameterSpec, parameter_index
+from xspec_sbi.model.table import TableInfo
+from xspec_sbi.model.table_file import table_component
 
 __all__ = ["ModelError", "ComponentInfo", "Component", "Model", "component_catalog",
            "powerlaw_integral"]
@@ -51,10 +53,14 @@ class Component:
         return len(self.info.parameters) + (1 if self.info.kind == "add" else 0)
 
 
+# ``atable{file.fits}``: one token, the file name anything up to the brace.
+_TABLE = re.compile(r"(?i)\s*([ame]table)\s*\{([^}]*)\}")
+
+
 def _tokenize(expr: str) -> list[str]:
-    toks = re.findall(r"[A-Za-z_][A-Za-z0-9_]*|[()*+]|\S", expr)
+    toks = re.findall(r"(?i)[ame]table\s*\{[^}]*\}|[A-Za-z_][A-Za-z0-9_]*|[()*+]|\S", expr)
     for t in toks:
-        if not re.match(r"[A-Za-z_][A-Za-z0-9_]*$|[()*+]$", t):
+        if not re.match(r"[A-Za-z_][A-Za-z0-9_]*$|[()*+]$", t) and not _TABLE.match(t):
             raise ModelError(f"unexpected character {t!r} in model expression {expr!r}")
     return toks
 
@@ -141,6 +147,10 @@ class _Parser:
             return tree
         if tok in ")*+":
             raise ModelError(f"unexpected {tok!r} in model expression {self.expr!r}")
+        table = _TABLE.match(tok)
+        if table:
+            self.components.append(table_component(table.group(1), table.group(2)))
+            return ("c", len(self.components) - 1)
         self.components.append(lookup(tok, self.catalog))
         return ("c", len(self.components) - 1)
 
@@ -310,7 +320,8 @@ class Model:
         """Refuse, with the component's name, models that cannot run here."""
         xslibrary.probe_models([
             (c.info.name, c.info.model_function.listed, c.info.kind, [row[2] for row in c.info.parameters])
-            for c in self.components if c.info.name.lower() != "powerlaw"
+            for c in self.components
+            if c.info.name.lower() != "powerlaw" and not isinstance(c.info, TableInfo)
         ] or [], settings)
 
     # -- evaluation -----------------------------------------------------------
