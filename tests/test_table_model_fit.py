@@ -50,3 +50,26 @@ def test_sbi_fit_runs_on_a_table_model(table_session):
     # (2000 counts: PhoIndex to ~0.1)
     assert abs(r.best_theta[1] - 1.7) < 0.4
     assert abs(np.log(r.best_theta[2])) < 0.5
+
+
+def test_fingerprint_holds_the_table_content_not_only_its_name(table_session, tmp_path):
+    import os
+    import time
+    path = tmp_path / "own.fits"
+
+    def session(scale):
+        write_table(path, "pltab", [("PhoIndex", 0, 1.7, 0.01, 0.5, 0.5, 3.0, 3.0, GAMMA)],
+                    EDGES, lambda p: scale * powerlaw_integral(EDGES, np.array([p[0]])))
+        os.utime(path, ns=(time.time_ns(), time.time_ns()))   # a new stamp for the reader's cache
+        return Session(table_session.spectra, Model(f"tbabs*atable{{{path}}}"),
+                       table_session.settings)
+
+    before = session(1.0).fingerprint()
+    time.sleep(0.01)
+    # Same name, edited in place (brighter by 10 %): a network trained on it must be refused.
+    after = session(1.1).fingerprint()
+    assert before["tables"] and after["model"] == before["model"]
+    assert after["tables"] != before["tables"]
+    # A model without tables keeps the fingerprint keys networks were saved with.
+    plain = Session(table_session.spectra, Model("tbabs*powerlaw"), table_session.settings)
+    assert "tables" not in plain.fingerprint()

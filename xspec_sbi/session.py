@@ -196,7 +196,11 @@ class Session:
             digests.append(h.hexdigest()[:16])
         params = [(p.name, p.value if not p.free else None, p.frozen, p.link)
                   for p in self.model.parameters]
-        return {
+        tables = [c.info.table.digest() for c in getattr(self.model, "components", ())
+                  if getattr(c.info, "table", None) is not None]
+        # Only with table models: fingerprints of networks saved before stay as they were.
+        extra = {"tables": ",".join(tables)} if tables else {}
+        return {**extra,
             "model": self.model.expression,
             "parameters": repr(params),
             "free_parameters": ",".join(self.model.free_names),

@@ -40,6 +40,7 @@ Reading the file is :mod:`xspec_sbi.model.table_file`.
 """
 from __future__ import annotations
 
+import hashlib
 import itertools
 from dataclasses import dataclass
 
@@ -99,6 +100,15 @@ class TableModel:
     @property
     def n_interpolated(self) -> int:
         return len(self.grid)
+
+    def digest(self) -> str:
+        """SHA-256 (16 hex digits) of what the table evaluates: a network trained on one
+        table is refused on a file edited in place under the same name."""
+        h = hashlib.sha256(f"{self.kind}|{self.name}|{self.rows!r}|{self.log}|{self.redshift}|"
+                           f"{self.outside}".encode())
+        for a in (*self.grid, self.energy_edges, self.spectra):
+            h.update(np.ascontiguousarray(a, dtype=np.float64).tobytes())
+        return h.hexdigest()[:16]
 
     @property
     def n_additional(self) -> int:
