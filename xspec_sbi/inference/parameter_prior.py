@@ -8,9 +8,10 @@ description in words for tables and reports.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.special import ndtr
 from scipy.stats import truncnorm
 
 __all__ = ["PriorError", "KINDS", "ParameterPrior"]
@@ -53,6 +54,8 @@ class ParameterPrior:
     unit: str = ""
     mu: float | None = None
     sigma: float | None = None
+    #: log of the untruncated Gaussian's probability within the bounds (Gaussian kind only)
+    _log_z: float = field(init=False, repr=False, compare=False, default=0.0)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -87,9 +90,24 @@ class ParameterPrior:
                              f"sigma > 0, got mu={mu}, sigma={sigma}")
         object.__setattr__(self, "mu", mu)
         object.__setattr__(self, "sigma", sigma)
-        if not self.mass(lo, hi) > 0.0:
+        a, b = self._standard(lo, hi)
+        # Phi(b) - Phi(a) taken in the lower tail, where ndtr keeps its relative precision.
+        z = float(ndtr(b) - ndtr(a)) if a < 0 else float(ndtr(-a) - ndtr(-b))
+        if not z > 1e-300:
             raise PriorError(f"prior of {self.name!r}: the Gaussian {mu:g} +- {sigma:g} has no "
-                             f"probability in double precision within [{lo:g}, {hi:g}]")
+                             f"probability in double precision within [{lo:g}, {hi:g}] (its "
+                             f"bounds lie {min(abs(a), abs(b)):.3g} sigma from its mean)")
+        object.__setattr__(self, "_log_z", math.log(z))
+
+    def log_density(self, t: np.ndarray) -> np.ndarray:
+        """Log density of a Gaussian prior at ``t`` inside the bounds, per unit of the parameter.
+
+        ``-(t - mu)^2 / (2 sigma^2) - log(sigma sqrt(2 pi)) - log(Phi(b) - Phi(a))``, with ``a``,
+        ``b`` the standardised bounds: normalised over the truncation.
+        """
+        t = np.asarray(t, dtype=float)
+        return (-0.5 * ((t - self.mu) / self.sigma) ** 2 - math.log(self.sigma)
+                - 0.5 * math.log(2 * math.pi) - self._log_z)
 
     # -- one parameter's law -----------------------------------------------------
     def _standard(self, lo: float, hi: float) -> tuple[float, float]:

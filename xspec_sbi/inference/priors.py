@@ -248,9 +248,7 @@ class BoxPrior:
         dens = np.broadcast_to(-np.log(hi - lo), theta.shape).copy()
         dens[:, log] = -np.log(safe[:, log]) - np.log(np.log(hi[log] / lo[log]))
         for j in np.flatnonzero(self.is_gauss):
-            p = self.parameters[j]
-            a, b = p._standard(p.lower, p.upper)
-            dens[:, j] = truncnorm.logpdf(safe[:, j], a, b, loc=p.mu, scale=p.sigma)
+            dens[:, j] = self.parameters[j].log_density(safe[:, j])
         return np.where(inside, dens.sum(axis=1), -np.inf)
 
     # -- bounded parameterisation -----------------------------------------------
