@@ -205,3 +205,14 @@ def test_to_dict_round_trip_and_old_priors_unchanged():
     old = {"parameters": [{"name": "a", "kind": "uniform", "lower": 0.0, "upper": 1.0, "unit": ""},
                           {"name": "b", "kind": "log", "lower": 0.1, "upper": 10.0, "unit": "keV"}]}
     assert BoxPrior.from_dict(old).to_dict() == old
+
+
+def test_chain_with_a_uniform_log_prior_box_is_the_chain_it_was():
+    # fit_and_chain now hands the chain the prior itself: same numbers for the old kinds
+    box = BoxPrior((ParameterPrior("a", "uniform", -1.0, 3.0), ParameterPrior("b", "log", 0.01, 100.0)))
+    stat = lambda th: ((th[:, 0] - 1.0) / 0.3) ** 2 + ((np.log(th[:, 1]) - 0.5) / 0.4) ** 2  # noqa: E731
+    kw = dict(walkers=8, burn=80, length=400, deltas=[0.1, 0.1], seed=2)
+    old = run_chain(stat, [1.0, 1.5], box.lower, box.upper, log_uniform=box.is_log, **kw)
+    new = run_chain(stat, [1.0, 1.5], box.lower, box.upper, prior=box, **kw)
+    np.testing.assert_array_equal(old.samples, new.samples)
+    assert old.log_uniform == new.log_uniform == (False, True)

@@ -150,7 +150,8 @@ def prior_marginals(result, path=None, n_draws: int = 4000, seed: int = 0, bins:
     Notes
     -----
     Log-uniform parameters are drawn on a log axis with densities per unit of
-    ``ln(theta)``, so the user's prior is a flat line for every parameter. Each
+    ``ln(theta)``, so the user's uniform or log-uniform prior is a flat line; a
+    Gaussian prior is its density, on mu +- 5 sigma and the posterior draws. Each
     curve is scaled to a peak of 1: a posterior a hundred times narrower than
     the prior stays readable beside it.
     """
