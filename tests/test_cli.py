@@ -129,7 +129,7 @@ def test_parse_prior():
     assert cli.parse_prior("powerlaw.norm=log:1e-3:10") == ("powerlaw.norm", ("log", 1e-3, 10.0))
     assert cli.parse_prior("TBabs.nH=lin:0:2") == ("TBabs.nH", ("uniform", 0.0, 2.0))
     assert cli.parse_prior("TBabs.nH=log") == ("TBabs.nH", "log")
-    for bad in ("TBabs.nH", "=log:1:2", "TBabs.nH=gauss:1:2", "TBabs.nH=log:a:2", "TBabs.nH=log:1:2:3"):
+    for bad in ("TBabs.nH", "=log:1:2", "TBabs.nH=gauss:1", "TBabs.nH=log:a:2", "TBabs.nH=log:1:2:3"):
         with pytest.raises(cli.UsageError):
             cli.parse_prior(bad)
 

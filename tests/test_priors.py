@@ -49,7 +49,7 @@ def test_override_by_name_and_kind_string():
     ({"powerlaw.norm": ("uniform", 5.0, 1.0)}, "'powerlaw.norm'"),
     ({"powerlaw.norm": ("log", 0.0, 10.0)}, "'powerlaw.norm'"),
     ({"powerlaw.norm": "log"}, "'powerlaw.norm'"),            # soft bottom is 0
-    ({"powerlaw.norm": ("gauss", 1.0, 2.0)}, "'powerlaw.norm'"),
+    ({"powerlaw.norm": ("gauss", 1.0, 0.0)}, "'powerlaw.norm'"),          # sigma must be > 0
     ({"powerlaw.norm": ("log", 1.0)}, "'powerlaw.norm'"),
     ({"powerlaw.PhoIndex": ("uniform", -5.0, 2.0)}, "hard limits"),
 ])

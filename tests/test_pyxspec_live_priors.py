@@ -78,3 +78,23 @@ def test_own_priors_are_said_so(pn):
     none = px.compare_with_xspec(names=NAMES, samples=samples, median=median, chain=True,
                                  chain_length=160, chain_burn=80, walkers=8)
     assert "SBI's prior was not given" in none.priors
+
+
+def test_xspec_chain_runs_with_sbis_gaussian_prior(pn):
+    # PhoIndex 2.0 +- 0.01: much narrower than the data's (about 0.05), so XSPEC's chain
+    # (Metropolis-Hastings keeps to the hard limits) is as narrow as the prior only if
+    # Parameter.prior = ("gauss", 2.0, 0.01) reached XSPEC.
+    prior = BoxPrior((ParameterPrior("TBabs.nH", "uniform", 0.0, 1.0),
+                      ParameterPrior("powerlaw.PhoIndex", "gauss", 1.0, 3.0, mu=2.0, sigma=0.01),
+                      ParameterPrior("powerlaw.norm", "log", 1e-5, 1e-2)))
+    samples, median = _fake_posterior()
+    before = px.snapshot()
+    out = px.compare_with_xspec(names=NAMES, samples=samples, median=median, chain=True,
+                                chain_length=2000, chain_burn=400, walkers=8, prior=prior,
+                                algorithm="mh")
+    assert "powerlaw.PhoIndex Gaussian 2 +- 0.01 in [1, 3]" in out.priors
+    assert out.same_priors and "the same on both sides" in out.priors and "gauss" in out.priors
+    index = out.chain.samples[:, 1]
+    assert abs(np.median(index) - 2.0) < 0.02      # pulled onto the prior (best fit 2.07)
+    assert np.std(index) < 0.02
+    assert px.snapshot() == before

@@ -43,7 +43,9 @@ def sbi_fit(session: Session | None = None, *, spectra=None, model=None, ignore=
         Build a session from files: PHA path(s), XSPEC expression, channel
         selection (``"**-0.3 10.-**"``).
     prior : dict, optional
-        Per-parameter prior ``{"powerlaw.norm": ("log", 0.01, 100)}``; other
+        Per-parameter prior ``{"powerlaw.norm": ("log", 0.01, 100)}``, or a
+        Gaussian ``{"TBabs.nH": ("gauss", 0.05, 0.01)}`` (truncated at XSPEC's
+        hard limits; ``("gauss", mu, sigma, lo, hi)`` at ``[lo, hi]``); other
         free parameters are uniform over XSPEC's soft limits (bot, top).
     restrict : str or tuple or None
         Restricted prior (paper Sec. 3): ``"counts:LO-HI"`` (total source

@@ -270,6 +270,9 @@ class SBIResult:
         chain = self.chain_summaries()
         if chain:
             rows[0] += f"{'MCMC median':>13}{'MCMC 68% interval':>26}{'|d|/sd':>8}{'width':>7}"
+        # the prior of each parameter, as the report and summary.json give it
+        priors = {p.name: p.describe() for p in self.prior.parameters}
+        rows[0] += "  prior"
         for i, s in enumerate(self.summaries):
             line = f"{s.name:<22}{s.median:>12.5g}{f'[{s.lo68:.4g}, {s.hi68:.4g}]':>26}"
             if chain:
@@ -278,7 +281,7 @@ class SBIResult:
                 ratio = (s.hi68 - s.lo68) / (c.hi68 - c.lo68) if c.hi68 > c.lo68 else np.nan
                 line += (f"{c.median:>13.5g}{f'[{c.lo68:.4g}, {c.hi68:.4g}]':>26}"
                          f"{abs(s.median - c.median) / sd if sd > 0 else np.nan:>8.2f}{ratio:>7.2f}")
-            rows.append(line)
+            rows.append(line + f"  {priors[s.name]}" if s.name in priors else line)
         rows.append("")
         rows.extend(self._source_lines())
         rows.append(f"{self.statistic} at SBI median: {self.stat_median:.2f}; "

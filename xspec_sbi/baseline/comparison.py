@@ -26,7 +26,8 @@ def fit_and_chain(stat_fn, start, box, free, length, burn, walkers, rng, progres
     start : ndarray (n_free,)
         Starting point of the fit (``sbi_fit``: the best SBI sample).
     box : BoxPrior
-        Fit bounds and the chain's prior (log-uniform where the prior is).
+        Fit bounds and the chain's prior: the same density (log-uniform, truncated Gaussian
+        where the prior is).
     free : sequence of ParameterSpec
         The free parameters; without ``covariance`` their deltas start the walkers.
     length, burn, walkers :
@@ -55,5 +56,5 @@ def fit_and_chain(stat_fn, start, box, free, length, burn, walkers, rng, progres
         deltas = np.array([p.delta if p.delta > 0 else 0.01 * abs(p.value) + 1e-3 for p in free])
     chain = run_chain(stat_fn, best.theta, lower, upper, names=list(box.names), walkers=walkers,
                       burn=burn, length=length, covariance=covariance, deltas=deltas,
-                      log_uniform=box.is_log, seed=int(rng.integers(2**31)), progress=progress)
+                      prior=box, seed=int(rng.integers(2**31)), progress=progress)
     return best, chain

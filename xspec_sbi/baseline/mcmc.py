@@ -20,7 +20,9 @@ page of the XSPEC manual:
 * XSPEC's defaults: 8 walkers, burn 5000, length 50000.
 
 The log-probability is ``-C / 2 + ln prior`` with a prior uniform within the
-hard limits, or ``p(x) ~ 1/x`` (log-uniform) for parameters that ask for it.
+hard limits, or ``p(x) ~ 1/x`` (log-uniform) for parameters that ask for it,
+or the inference prior itself (``prior=``: a :class:`BoxPrior`, Gaussian
+parameters included), so that the chain and the network share one density.
 Walkers: the default (8) is raised, with a warning, to the smallest even
 number ``>= 2 n_free`` (emcee's and Goodman-Weare's requirement); an explicit
 count that is odd or too small is an error, as is a burn or length that is not
@@ -263,6 +265,7 @@ def run_chain(
     log_uniform=None,
     seed: int | np.random.Generator | None = None,
     progress: bool = False,
+    prior=None,
 ) -> ChainResult:
     """Run a Goodman-Weare chain on ``-C/2 + ln prior`` with XSPEC's conventions.
 
@@ -294,6 +297,10 @@ def run_chain(
         Seeds the initial walkers and the moves; same seed, same chain.
     progress : bool
         Show emcee's progress bar.
+    prior : BoxPrior, optional
+        The prior density itself (uniform, log-uniform or truncated Gaussian per
+        parameter); its bounds must be ``lower`` and ``upper``, and it replaces
+        ``log_uniform``. Default: uniform / log-uniform within the limits.
 
     Returns
     -------
@@ -322,7 +329,16 @@ def run_chain(
     if outside:
         raise ChainConfigError(f"start of parameter(s) {outside} lies outside the hard limits")
     logu = np.zeros(n_free, bool)
-    if log_uniform is not None:
+    if prior is not None:
+        if log_uniform is not None:
+            raise ChainConfigError("give the chain's prior as prior= or log_uniform=, not both")
+        if prior.n_dim != n_free or not (np.array_equal(prior.lower, lower)
+                                         and np.array_equal(prior.upper, upper)):
+            raise ChainConfigError(f"prior= must span the hard limits: its bounds "
+                                   f"{prior.lower.tolist()}-{prior.upper.tolist()}, the limits "
+                                   f"{lower.tolist()}-{upper.tolist()}")
+        logu = prior.is_log
+    elif log_uniform is not None:
         logu = np.asarray(log_uniform, bool).reshape(-1)
     if logu.size != n_free:
         raise ChainConfigError(f"log_uniform has {logu.size} entries, expected {n_free}")
@@ -340,7 +356,7 @@ def run_chain(
         raise ChainConfigError(f"length must be a positive integer, got {length!r}")
     w, burn, length = resolve_walkers(walkers, int(burn), int(length), n_free)
 
-    prior_box = _prior_box(lower, upper, logu, n_free)
+    prior_box = _prior_box(lower, upper, logu, n_free) if prior is None else prior
 
     def evaluate(theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         lp = prior_box.log_prob(np.atleast_2d(theta))

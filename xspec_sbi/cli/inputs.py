@@ -126,7 +126,7 @@ def describe(session, box) -> None:
     log.info("model %s, free: %s (abund %s, xsect %s)", session.model.expression,
              ", ".join(session.model.free_names), session.settings.abund, session.settings.xsect)
     for p in box.parameters:
-        log.debug("  prior %s: %s [%g, %g] %s", p.name, p.kind, p.lower, p.upper, p.unit)
+        log.debug("  prior %s: %s %s", p.name, p.describe(), p.unit)
 
 
 def response_note(nicer_like_arf) -> list[str]:

@@ -60,28 +60,34 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
 
 # -- parsing option values -------------------------------------------------------
 def parse_prior(text: str) -> tuple[str, tuple | str]:
-    """``NAME=KIND:LO:HI`` or ``NAME=KIND`` -> ``(name, (kind, lo, hi) or kind)``.
+    """``NAME=KIND:LO:HI``, ``NAME=KIND`` or ``NAME=gauss:MU:SIGMA[:LO:HI]`` -> ``(name, spec)``.
 
     KIND is ``log`` (log-uniform) or ``uniform`` (``lin`` accepted); ``NAME=KIND``
-    keeps XSPEC's soft limits (bot, top) as bounds.
+    keeps XSPEC's soft limits (bot, top) as bounds. ``gauss`` (``gaussian``
+    accepted) is a Gaussian of mean MU and standard deviation SIGMA, truncated
+    at LO and HI, or at XSPEC's hard limits (min, max) without them.
     """
-    hint = "write NAME=KIND:LO:HI with KIND log or uniform, e.g. powerlaw.norm=log:1e-3:10"
+    hint = ("write NAME=KIND:LO:HI with KIND log or uniform, e.g. powerlaw.norm=log:1e-3:10, "
+            "or NAME=gauss:MU:SIGMA[:LO:HI], e.g. TBabs.nH=gauss:0.05:0.01")
     name, eq, spec = text.partition("=")
     name = name.strip()
     if not eq or not name or not spec.strip():
         raise UsageError(f"--prior {text!r}: {hint}")
     parts = [p.strip() for p in spec.split(":")]
-    kind = {"lin": "uniform", "linear": "uniform"}.get(parts[0].lower(), parts[0].lower())
-    if kind not in ("log", "uniform") or len(parts) not in (1, 3):
+    kind = {"lin": "uniform", "linear": "uniform", "gaussian": "gauss"}.get(parts[0].lower(),
+                                                                          parts[0].lower())
+    counts = (3, 5) if kind == "gauss" else (1, 3)
+    if kind not in ("log", "uniform", "gauss") or len(parts) not in counts:
         raise UsageError(f"--prior {text!r}: {hint}")
     if len(parts) == 1:
         return name, kind
     try:
-        lo, hi = float(parts[1]), float(parts[2])
+        numbers = tuple(float(v) for v in parts[1:])
     except ValueError:
-        raise UsageError(f"--prior {text!r}: bounds {parts[1]!r}, {parts[2]!r} are not numbers; "
-                         f"{hint}") from None
-    return name, (kind, lo, hi)
+        what = "mean, sigma and bounds" if kind == "gauss" else "bounds"
+        bad = ", ".join(repr(v) for v in parts[1:])
+        raise UsageError(f"--prior {text!r}: {what} {bad} are not all numbers; {hint}") from None
+    return name, (kind,) + numbers
 
 
 def parse_freeze(text: str) -> tuple[str, float | None]:
@@ -147,8 +153,9 @@ def _setup_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("session set-up (as XSPEC's data, model, ignore, xset)")
     g.add_argument("-m", "--model", required=True, metavar="EXPR", help='XSPEC model expression, e.g. "tbabs*powerlaw"')
     g.add_argument("--prior", action="append", default=[], metavar="NAME=KIND:LO:HI",
-                   help="prior of one free parameter, KIND log or uniform (repeat for several); "
-                        "others are uniform over XSPEC's soft limits")
+                   help="prior of one free parameter, KIND log or uniform, or NAME=gauss:MU:SIGMA"
+                        "[:LO:HI] (a Gaussian truncated at LO, HI or else at XSPEC's hard limits); "
+                        "repeat for several; others are uniform over XSPEC's soft limits")
     g.add_argument("--freeze", action="append", default=[], metavar="NAME[=VALUE]",
                    help="freeze a parameter (at VALUE)")
     g.add_argument("--ignore", metavar="SEL", help='XSPEC channel selection to ignore, e.g. "**-0.3 10.-**"')

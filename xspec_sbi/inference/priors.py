@@ -1,25 +1,32 @@
-"""Priors over the free parameters of a model: products of uniform / log-uniform laws on a box.
+"""Priors over the free parameters of a model: uniform, log-uniform or truncated Gaussian on a box.
 
-A :class:`BoxPrior` is a product of independent uniform or log-uniform
-distributions, one per free parameter, over a box: draws
-(:meth:`BoxPrior.sample`), the density (:meth:`BoxPrior.log_prob`) and the
-bijection between the box and an unconstrained space in which the posterior
-network is trained (:meth:`BoxPrior.to_unconstrained`), so that every posterior
-sample lands inside the prior bounds without rejection. Everything here is
-numpy: the engine and the XSPEC-style baseline import it without torch.
+A :class:`BoxPrior` is a product of independent one-parameter priors over a
+box: uniform, log-uniform, or a Gaussian truncated to the box (BXA's
+``create_gaussian_prior_for``, renormalised over the box instead of clipped
+onto its edges, so that every prior is proper and bounded). It gives draws
+(:meth:`BoxPrior.sample`, by the inverse CDF), the density
+(:meth:`BoxPrior.log_prob`) and the bijection between the box and an
+unconstrained space in which the posterior network is trained
+(:meth:`BoxPrior.to_unconstrained`), so that every posterior sample lands
+inside the prior bounds without rejection. The bijection depends on the box
+alone (linear position in the box for a Gaussian prior): only the density
+changes with the kind. Everything here is numpy and scipy: the engine and the
+XSPEC-style baseline import it without torch.
 
 The user's prior restricted to a region is
 :class:`xspec_sbi.inference.truncation.TruncatedPrior`.
 """
 from __future__ import annotations
 
-import math
+import logging
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 import numpy as np
 from scipy.special import expit, logit
+from scipy.stats import truncnorm
 
+from xspec_sbi.inference.parameter_prior import KINDS, ParameterPrior, PriorError
 from xspec_sbi.model.parameters import ParameterSpec
 
 __all__ = [
@@ -30,60 +37,12 @@ __all__ = [
     "build_prior",
 ]
 
-#: Kinds of one-parameter prior: uniform in the parameter, or in its logarithm.
-KINDS = ("uniform", "log")
-
-
-class PriorError(ValueError):
-    """A prior specification that cannot be honoured (names the parameter)."""
-
-
-@dataclass(frozen=True)
-class ParameterPrior:
-    """Prior of one free parameter.
-
-    Parameters
-    ----------
-    name : str
-        Parameter name as PyXspec shows it (``"powerlaw.norm"``).
-    kind : {"uniform", "log"}
-        Uniform in the parameter, or uniform in its natural logarithm.
-    lower, upper : float
-        Bounds in the parameter's unit; ``lower < upper``, and ``lower > 0``
-        when ``kind == "log"``.
-    unit : str
-        Unit string carried for reports (``"keV"``, ``"10^22"``).
-    """
-
-    name: str
-    kind: str
-    lower: float
-    upper: float
-    unit: str = ""
-
-    def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise PriorError(
-                f"prior of {self.name!r}: kind {self.kind!r} is not one of {KINDS}"
-            )
-        lo, hi = float(self.lower), float(self.upper)
-        if not (math.isfinite(lo) and math.isfinite(hi)):
-            raise PriorError(f"prior of {self.name!r}: bounds ({lo}, {hi}) must be finite")
-        if not lo < hi:
-            raise PriorError(
-                f"prior of {self.name!r}: lower bound {lo} must be below upper bound {hi}"
-            )
-        if self.kind == "log" and lo <= 0.0:
-            raise PriorError(
-                f"prior of {self.name!r}: a log-uniform prior needs lower > 0, got {lo}"
-            )
-        object.__setattr__(self, "lower", lo)
-        object.__setattr__(self, "upper", hi)
+log = logging.getLogger("xspec_sbi")
 
 
 @dataclass(frozen=True, eq=False)
 class BoxPrior:
-    """Product of independent uniform / log-uniform priors over a box.
+    """Product of independent uniform / log-uniform / truncated Gaussian priors over a box.
 
     Parameters
     ----------
@@ -97,6 +56,8 @@ class BoxPrior:
     the unconstrained coordinate is ``z = logit(u)``. Densities transform as
     ``p(theta) = q(z) |dz/dtheta|`` with
     ``log|dz/dtheta| = -log u - log(1 - u) + log g'(t) - log(g(hi) - g(lo))``.
+    A Gaussian parameter has ``g(t) = t``: the map depends on the box alone, its
+    density is the truncated normal's.
     """
 
     parameters: tuple[ParameterPrior, ...]
@@ -137,15 +98,25 @@ class BoxPrior:
         """(n_dim,) bool, True for log-uniform parameters."""
         return np.array([p.kind == "log" for p in self.parameters])
 
+    @property
+    def is_gauss(self) -> np.ndarray:
+        """(n_dim,) bool, True for truncated Gaussian parameters."""
+        return np.array([p.kind == "gauss" for p in self.parameters])
+
     def to_dict(self) -> dict:
-        """JSON-ready description (round-trips through :meth:`from_dict`)."""
-        return {
-            "parameters": [
-                {"name": p.name, "kind": p.kind, "lower": p.lower, "upper": p.upper,
-                 "unit": p.unit}
-                for p in self.parameters
-            ]
-        }
+        """JSON-ready description (round-trips through :meth:`from_dict`).
+
+        ``mu`` and ``sigma`` appear for Gaussian parameters only, so that a
+        uniform / log-uniform prior has the description (and the network
+        fingerprint) it had before Gaussian priors existed.
+        """
+        out = []
+        for p in self.parameters:
+            d = {"name": p.name, "kind": p.kind, "lower": p.lower, "upper": p.upper, "unit": p.unit}
+            if p.kind == "gauss":
+                d.update(mu=p.mu, sigma=p.sigma)
+            out.append(d)
+        return {"parameters": out}
 
     @classmethod
     def from_dict(cls, d: Mapping) -> BoxPrior:
@@ -207,7 +178,57 @@ class BoxPrior:
         theta : (n, n_dim) ndarray
         """
         rng = np.random.default_rng(rng)
-        return self.from_unit(rng.random((int(n), self.n_dim)))
+        return self.ppf(rng.random((int(n), self.n_dim)))
+
+    def ppf(self, v: np.ndarray, u_lo: np.ndarray | None = None,
+            u_hi: np.ndarray | None = None) -> np.ndarray:
+        """Parameter vectors at per-parameter CDF values ``v`` of the prior on a sub-box.
+
+        Parameters
+        ----------
+        v : (n, n_dim) ndarray
+            Probabilities in [0, 1] (uniform draws give prior draws).
+        u_lo, u_hi : (n_dim,) ndarray, optional
+            The sub-box as warped positions (:meth:`to_unit`) of its corners;
+            default the whole box.
+
+        Returns
+        -------
+        theta : (n, n_dim) ndarray
+            Within the sub-box. For uniform and log-uniform parameters the CDF
+            is the warped position, ``theta = from_unit(u_lo + (u_hi - u_lo) v)``;
+            a Gaussian parameter takes the truncated normal's inverse CDF on
+            the sub-box.
+        """
+        v = np.asarray(v, dtype=float)
+        if u_lo is None and u_hi is None:
+            theta = self.from_unit(v)
+            lo, hi = self.lower, self.upper
+        else:
+            u_lo = np.zeros(self.n_dim) if u_lo is None else np.asarray(u_lo, dtype=float)
+            u_hi = np.ones(self.n_dim) if u_hi is None else np.asarray(u_hi, dtype=float)
+            theta = self.from_unit(u_lo + (u_hi - u_lo) * v)
+            lo, hi = self.from_unit(u_lo[None])[0], self.from_unit(u_hi[None])[0]
+        for j in np.flatnonzero(self.is_gauss):
+            theta[..., j] = self.parameters[j].quantile(v[..., j], lo[j], hi[j])
+        return theta
+
+    def cdf(self, theta: np.ndarray) -> np.ndarray:
+        """(n, n_dim) prior CDF of each parameter at theta (clipped to the box).
+
+        Equal to :meth:`to_unit` for uniform and log-uniform parameters.
+        """
+        theta = np.clip(self.check_theta(theta), self.lower, self.upper)
+        out = self.to_unit(theta)
+        for j in np.flatnonzero(self.is_gauss):
+            p = self.parameters[j]
+            a, b = p._standard(p.lower, p.upper)
+            out[:, j] = truncnorm.cdf(theta[:, j], a, b, loc=p.mu, scale=p.sigma)
+        return out
+
+    def mass(self, lower: np.ndarray, upper: np.ndarray) -> float:
+        """Prior probability of the sub-box ``[lower, upper]`` (the prior factorises)."""
+        return float(np.prod([p.mass(a, b) for p, a, b in zip(self.parameters, lower, upper)]))
 
     def contains(self, theta: np.ndarray) -> np.ndarray:
         """(n,) bool: True where every parameter lies within its bounds (inclusive)."""
@@ -215,13 +236,19 @@ class BoxPrior:
         return np.all((theta >= self.lower) & (theta <= self.upper), axis=1)
 
     def log_prob(self, theta: np.ndarray) -> np.ndarray:
-        """(n,) log prior density of theta (per unit of each parameter); -inf outside."""
+        """(n,) log prior density of theta (per unit of each parameter); -inf outside.
+
+        A Gaussian parameter's density is normalised over its bounds:
+        ``phi((t - mu) / sigma) / (sigma (Phi(b) - Phi(a)))``.
+        """
         theta = self.check_theta(theta)
         lo, hi, log = self.lower, self.upper, self.is_log
         inside = self.contains(theta)
         safe = np.where(inside[:, None], theta, (lo + hi) / 2)
         dens = np.broadcast_to(-np.log(hi - lo), theta.shape).copy()
         dens[:, log] = -np.log(safe[:, log]) - np.log(np.log(hi[log] / lo[log]))
+        for j in np.flatnonzero(self.is_gauss):
+            dens[:, j] = self.parameters[j].log_density(safe[:, j])
         return np.where(inside, dens.sum(axis=1), -np.inf)
 
     # -- bounded parameterisation -----------------------------------------------
@@ -281,9 +308,12 @@ def build_prior(
         (they keep their values in the simulator).
     overrides : mapping, optional
         Per-parameter prior by name: ``("uniform", lo, hi)``, ``("log", lo, hi)``,
-        or the string ``"log"`` / ``"uniform"`` to keep XSPEC's soft limits
-        (``bot``, ``top``) with that kind. Parameters not named get a uniform
-        prior over their soft limits.
+        the string ``"log"`` / ``"uniform"`` to keep XSPEC's soft limits
+        (``bot``, ``top``) with that kind, ``("gauss", mu, sigma)`` for a
+        Gaussian truncated at XSPEC's hard limits (``min``, ``max``: the widest
+        bounds a parameter may have, so the prior stays proper), or
+        ``("gauss", mu, sigma, lo, hi)`` truncated at ``[lo, hi]``. Parameters
+        not named get a uniform prior over their soft limits.
 
     Returns
     -------
@@ -312,26 +342,41 @@ def build_prior(
     for spec in parameters:
         if not spec.free:
             continue
-        kind, lo, hi = _parse_override(spec, overrides.get(spec.name, "uniform"))
+        kind, lo, hi, gauss = _parse_override(spec, overrides.get(spec.name, "uniform"))
         if lo < spec.min or hi > spec.max:
             raise PriorError(
                 f"prior of {spec.name!r}: bounds ({lo}, {hi}) leave XSPEC's hard limits "
                 f"({spec.min}, {spec.max})"
             )
-        priors.append(ParameterPrior(spec.name, kind, lo, hi, spec.unit))
+        p = ParameterPrior(spec.name, kind, lo, hi, spec.unit, *gauss)
+        if kind == "gauss" and len(overrides[spec.name]) == 3:
+            log.info("prior of %s: %s (no bounds given: truncated at XSPEC's hard limits)",
+                     spec.name, p.describe())
+        priors.append(p)
     return BoxPrior(tuple(priors))
 
 
-def _parse_override(spec: ParameterSpec, entry: tuple | str) -> tuple[str, float, float]:
+def _parse_override(spec: ParameterSpec, entry: tuple | str) -> tuple[str, float, float, tuple]:
+    """``(kind, lower, upper, (mu, sigma) or ())`` of one override entry."""
     if isinstance(entry, str):
-        return entry, spec.bot, spec.top
-    if not isinstance(entry, (tuple, list)) or len(entry) != 3:
+        if entry == "gauss":
+            raise PriorError(f"prior override for {spec.name!r}: a Gaussian prior needs its mean "
+                             f"and sigma, e.g. ('gauss', mu, sigma) or ('gauss', mu, sigma, lo, hi), "
+                             f"got {entry!r}")
+        return entry, spec.bot, spec.top, ()
+    gauss = isinstance(entry, (tuple, list)) and len(entry) > 0 and entry[0] == "gauss"
+    if not isinstance(entry, (tuple, list)) or len(entry) not in ((3, 5) if gauss else (3,)):
         raise PriorError(
-            f"prior override for {spec.name!r} must be (kind, lower, upper) or a kind "
-            f"string, got {entry!r}"
+            f"prior override for {spec.name!r} must be (kind, lower, upper), a kind string, "
+            f"('gauss', mu, sigma) or ('gauss', mu, sigma, lower, upper), got {entry!r}"
         )
-    kind, lo, hi = entry
     try:
-        return str(kind), float(lo), float(hi)
+        numbers = [float(v) for v in entry[1:]]
     except (TypeError, ValueError) as exc:
-        raise PriorError(f"prior override for {spec.name!r}: bounds must be numbers, got {entry!r}") from exc
+        what = "mu, sigma and bounds" if gauss else "bounds"
+        raise PriorError(f"prior override for {spec.name!r}: {what} must be numbers, "
+                         f"got {entry!r}") from exc
+    if not gauss:
+        return str(entry[0]), numbers[0], numbers[1], ()
+    lo, hi = (numbers[2], numbers[3]) if len(numbers) == 4 else (spec.min, spec.max)
+    return "gauss", lo, hi, (numbers[0], numbers[1])

@@ -11,7 +11,8 @@ region is sampled by rejection inside a sub-box, not from the whole prior.
 
 Rounds, in the prior's warped coordinates (log for log-uniform parameters):
 
-1. draw ``n_per_round`` points from the current sub-box (the prior box at first),
+1. draw ``n_per_round`` points from the prior on the current sub-box (the prior
+   box at first; uniform in the warped coordinates but for a Gaussian prior),
    keeping those inside the previous round's region;
 2. threshold ``t = max(min(t_prev, q_F), best + floor)``: ``q_F`` the ``F``
    quantile of the statistics drawn, ``floor`` the chi-square quantile
@@ -109,7 +110,7 @@ def restrict_by_statistic(statistic: Callable[[np.ndarray], np.ndarray], prior: 
     kept_fractions, thresholds = [], []
     converged = False
     for _ in range(max_rounds):
-        theta = prior.from_unit(u_lo + (u_hi - u_lo) * rng.uniform(size=(n_per_round, k)))
+        theta = prior.ppf(rng.uniform(size=(n_per_round, k)), u_lo, u_hi)
         s = np.asarray(statistic(theta), dtype=float)
         s = np.where(np.isfinite(s), s, np.inf)
         inside = s <= threshold
@@ -135,7 +136,7 @@ def restrict_by_statistic(statistic: Callable[[np.ndarray], np.ndarray], prior: 
     # One more pass at the final threshold with the points' full spread: the
     # region must not touch a face of the sub-box that is not a prior bound.
     for _ in range(10):
-        theta = prior.from_unit(u_lo + (u_hi - u_lo) * rng.uniform(size=(n_per_round, k)))
+        theta = prior.ppf(rng.uniform(size=(n_per_round, k)), u_lo, u_hi)
         s = np.asarray(statistic(theta), dtype=float)
         keep = np.isfinite(s) & (s <= threshold)
         if not keep.any():

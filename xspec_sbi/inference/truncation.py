@@ -10,12 +10,12 @@ would make it learn the posterior under that proposal (sbi issue 1334).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
 
-from xspec_sbi.inference.priors import BoxPrior, ParameterPrior, PriorError
+from xspec_sbi.inference.priors import BoxPrior, PriorError
 
 __all__ = ["Region", "TruncatedPrior", "truncate"]
 
@@ -57,11 +57,7 @@ class TruncatedPrior:
     _box: BoxPrior = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        box = BoxPrior(tuple(
-            ParameterPrior(p.name, p.kind, lo, hi, p.unit)
-            for p, lo, hi in zip(self.prior.parameters, self.lower, self.upper)
-        ))
-        object.__setattr__(self, "_box", box)
+        object.__setattr__(self, "_box", _sub_box(self.prior, self.lower, self.upper))
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -160,17 +156,15 @@ def truncate(
     if np.any(lo >= hi):
         bad = [n for n, a, b in zip(prior.names, lo, hi) if a >= b]
         raise PriorError(f"truncation sub-box is empty along {bad}")
-    probe_prior = BoxPrior(tuple(
-        ParameterPrior(p.name, p.kind, a, b, p.unit) for p, a, b in zip(prior.parameters, lo, hi)
-    ))
-    probe = probe_prior.sample(n_probe, rng=rng)
+    probe = _sub_box(prior, lo, hi).sample(n_probe, rng=rng)
     acceptance = float(np.mean(np.asarray(region(probe), dtype=bool)))
     if acceptance == 0.0:
         raise PriorError(f"truncation region ({label}) accepted none of {n_probe} prior draws")
-    # Prior mass of the sub-box: product over parameters of the warped width fraction.
-    g = lambda p, v: math.log(v) if p.kind == "log" else v  # noqa: E731
-    box_mass = float(np.prod([
-        (g(p, b) - g(p, a)) / (g(p, p.upper) - g(p, p.lower))
-        for p, a, b in zip(prior.parameters, lo, hi)
-    ]))
-    return TruncatedPrior(prior, region, lo, hi, acceptance, box_mass * acceptance, label)
+    return TruncatedPrior(prior, region, lo, hi, acceptance, prior.mass(lo, hi) * acceptance, label)
+
+
+def _sub_box(prior: BoxPrior, lower: np.ndarray, upper: np.ndarray) -> BoxPrior:
+    """The user's prior restricted to a sub-box: same kinds (a Gaussian keeps mu and sigma and is
+    renormalised on the narrower interval), so its draws are the user's prior's inside the box."""
+    return BoxPrior(tuple(replace(p, lower=float(a), upper=float(b))
+                          for p, a, b in zip(prior.parameters, lower, upper)))

@@ -122,12 +122,7 @@ def _in_order(chain: ChainResult, names: tuple) -> ChainResult:
 
 def _describe(prior, names) -> str:
     by_name = {p.name.lower(): p for p in prior.parameters}
-    parts = []
-    for n in names:
-        p = by_name[n.lower()]
-        kind = "log-uniform" if p.kind == "log" else "uniform"
-        parts.append(f"{n} {kind} [{p.lower:.4g}, {p.upper:.4g}]")
-    return "; ".join(parts)
+    return "; ".join(f"{n} {by_name[n.lower()].describe()}" for n in names)
 
 
 def _supports_priors(xs) -> bool:
@@ -141,11 +136,14 @@ def _supports_priors(xs) -> bool:
 
 
 def _set_xspec_priors(xs, prior, free) -> None:
-    """XSPEC's Bayesian priors set to SBI's: uniform -> ``cons``, log-uniform -> ``jeffreys``.
+    """XSPEC's Bayesian priors set to SBI's: uniform -> ``cons``, log-uniform -> ``jeffreys``,
+    Gaussian -> ``gauss`` with hyperparameters (mu, sigma).
 
     The parameter's hard and soft limits become the prior's bounds (XSPEC's
     ``cons`` and ``jeffreys`` priors are flat in the value, resp. its log,
-    between the limits), and ``Fit.bayes = "on"``. Inside preserved_state.
+    between the limits; its ``gauss`` prior, ``Bayes::lPrior`` of XSPEC
+    12.9.1, is the Gaussian density, which the chain's hard limits truncate
+    as SBI's bounds do), and ``Fit.bayes = "on"``. Inside preserved_state.
     """
     by_name = {p.name.lower(): p for p in prior.parameters}
     model = xs.AllModels(1)
@@ -155,7 +153,8 @@ def _set_xspec_priors(xs, prior, free) -> None:
         value, delta = float(par.values[0]), float(par.values[1])
         value = min(max(value, p.lower), p.upper)
         par.values = [value, delta, p.lower, p.lower, p.upper, p.upper]
-        par.prior = "jeffreys" if p.kind == "log" else "cons"
+        par.prior = (("gauss", p.mu, p.sigma) if p.kind == "gauss"
+                     else "jeffreys" if p.kind == "log" else "cons")
     xs.Fit.bayes = "on"
 
 
@@ -188,11 +187,12 @@ def compare_with_xspec(*, names, samples, median, chain: bool = True, chain_leng
         Fit statistic of each sample for the chain file's statistic column;
         default: XSPEC's ``Fit.statistic`` at each sample (one call each).
     prior : BoxPrior, optional
-        SBI's prior (``.parameters``: ``name``, ``kind`` "uniform"/"log",
-        ``lower``, ``upper``). With ``same_priors`` and a PyXspec that has
-        ``Fit.bayes`` and ``Parameter.prior``, XSPEC's chain runs with the
-        same priors: ``cons`` (uniform) or ``jeffreys`` (log-uniform) between
-        hard limits set to the bounds. The comparison's ``priors`` says
+        SBI's prior (``.parameters``: ``name``, ``kind`` "uniform"/"log"/"gauss",
+        ``lower``, ``upper``, ``mu``, ``sigma``). With ``same_priors`` and a
+        PyXspec that has ``Fit.bayes`` and ``Parameter.prior``, XSPEC's chain
+        runs with the same priors: ``cons`` (uniform), ``jeffreys``
+        (log-uniform) or ``gauss`` (mu, sigma) between hard limits set to the
+        bounds. The comparison's ``priors`` says
         which priors each side used.
     same_priors : bool
         Set XSPEC's priors to SBI's for the chain (default); False keeps XSPEC's own.
@@ -295,7 +295,8 @@ def _priors_line(prior, names, chain: bool, use_same: bool, asked: bool,
         return "" if prior is None else f"Priors: SBI {_describe(prior, names)}; no XSPEC chain."
     if prior is None:
         return f"Priors: XSPEC's chain used {own}; SBI's prior was not given to the comparison."
-    how = "(XSPEC: Fit.bayes on, Parameter.prior 'cons' / 'jeffreys', hard limits = the bounds)"
+    how = ("(XSPEC: Fit.bayes on, Parameter.prior 'cons' / 'jeffreys' / 'gauss MU SIGMA', hard "
+           "limits = the bounds)")
     if use_same and outside > 0.0:
         return (f"Priors: SBI {_describe(prior, names)}; XSPEC's chain had the same shapes "
                 f"{how}, but {100 * outside:.3g}% of its samples lie outside the bounds (this "

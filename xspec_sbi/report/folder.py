@@ -57,8 +57,10 @@ def summary_dict(result) -> dict:
         "settings": None if result.settings is None else result.settings.to_dict(),
         "trust": result.trust.to_dict(),
         "priors": [{"name": n, "kind": k, "lower": lo, "upper": hi, "unit": u,
-                    "restricted_lower": rlo, "restricted_upper": rhi}
-                   for n, k, lo, hi, u, rlo, rhi in prior_rows(result)],
+                    "restricted_lower": rlo, "restricted_upper": rhi,
+                    "mu": p.mu, "sigma": p.sigma, "description": p.describe()}
+                   for (n, k, lo, hi, u, rlo, rhi), p in zip(prior_rows(result),
+                                                              result.prior.parameters)],
         "checks": [c.to_dict() for c in check_lines(result, coverage, coverage_unavailable(result))],
         "coverage": None if coverage is None else coverage.to_dict(),
         "rounds": {title: [dict(zip(header, row)) for row in rows]

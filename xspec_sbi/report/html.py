@@ -154,9 +154,11 @@ def _spectrum(result, out: Path) -> str:
 def _priors(result, out: Path) -> str:
     from xspec_sbi.report.plots import prior_marginals
     restricted = result.restriction is not None
-    header = ["parameter", "kind", "lower", "upper", "unit"]
+    header = ["parameter", "prior", "lower", "upper", "unit"]
     header += ["restricted: lower", "restricted: upper"] if restricted else []
-    rows = [list(r[:5]) + (list(r[5:]) if restricted else []) for r in prior_rows(result)]
+    # the prior column in words (kind, mean and sigma of a Gaussian), as the result table has it
+    rows = [[r[0], p.describe()] + list(r[2:5]) + (list(r[5:]) if restricted else [])
+            for r, p in zip(prior_rows(result), result.prior.parameters)]
     rows = [r[:4] + [r[4] or "-"] + r[5:] for r in rows]
     text = ""
     if restricted:

@@ -150,7 +150,8 @@ def prior_marginals(result, path=None, n_draws: int = 4000, seed: int = 0, bins:
     Notes
     -----
     Log-uniform parameters are drawn on a log axis with densities per unit of
-    ``ln(theta)``, so the user's prior is a flat line for every parameter. Each
+    ``ln(theta)``, so the user's uniform or log-uniform prior is a flat line; a
+    Gaussian prior is its density, on mu +- 5 sigma and the posterior draws. Each
     curve is scaled to a peak of 1: a posterior a hundred times narrower than
     the prior stays readable beside it.
     """
@@ -165,10 +166,17 @@ def prior_marginals(result, path=None, n_draws: int = 4000, seed: int = 0, bins:
         ax = axes[i // ncol, i % ncol]
         log = p.kind == "log"
         g = np.log if log else (lambda t: t)
-        glo, ghi = g(p.lower), g(p.upper)
+        xlo, xhi = _axis_range(p, np.asarray(result.samples)[:, i])
+        glo, ghi = g(xlo), g(xhi)
         edges = np.linspace(glo, ghi, bins + 1)
         x_edges = np.exp(edges) if log else edges
-        ax.stairs(np.ones(bins), x_edges, color=USER_PRIOR_COLOR, lw=1.5,
+        if p.kind == "gauss":
+            mid = 0.5 * (edges[1:] + edges[:-1])
+            dens = np.exp(-0.5 * ((mid - p.mu) / p.sigma) ** 2)
+            shape = dens / max(dens.max(), 1e-300)
+        else:
+            shape = np.ones(bins)
+        ax.stairs(shape, x_edges, color=USER_PRIOR_COLOR, lw=1.5,
                   label=f"your prior ({p.kind})")
         if draws is not None:
             h, _ = np.histogram(g(draws[:, i]), bins=edges)
@@ -179,7 +187,7 @@ def prior_marginals(result, path=None, n_draws: int = 4000, seed: int = 0, bins:
                   label="SBI posterior")
         if log:
             ax.set_xscale("log")
-        ax.set_xlim(p.lower, p.upper)
+        ax.set_xlim(xlo, xhi)
         ax.set_ylim(0, 1.12)
         ax.set_xlabel(axis_label(result, i), fontsize=9)
         ax.set_ylabel("density, peak = 1" + (" (per ln unit)" if log else ""), fontsize=8)
@@ -195,6 +203,16 @@ def prior_marginals(result, path=None, n_draws: int = 4000, seed: int = 0, bins:
     if path is not None:
         fig.savefig(path, dpi=110)
     return fig
+
+
+def _axis_range(p, samples: np.ndarray) -> tuple[float, float]:
+    """The x range of one parameter's panel: its bounds, but for a Gaussian prior (whose default
+    bounds are XSPEC's hard limits, 0 to 1e6 for an nH) mu +- 5 sigma and the posterior draws."""
+    if p.kind != "gauss":
+        return p.lower, p.upper
+    lo = min(p.mu - 5 * p.sigma, float(np.min(samples)))
+    hi = max(p.mu + 5 * p.sigma, float(np.max(samples)))
+    return max(lo, p.lower), min(hi, p.upper)
 
 
 def track_plot(times, x_label: str, summaries, parameters, title: str, path=None):
