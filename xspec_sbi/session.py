@@ -20,6 +20,7 @@ from xspec_sbi.forward.simulate import JointSimulator, Simulator, SpectralSimula
 from xspec_sbi.model import library as xslibrary
 from xspec_sbi.model.expression import Model
 from xspec_sbi.model.groups import GroupedModel
+from xspec_sbi.model.groups import free_per_group as free_per_group_model
 
 __all__ = ["Session", "SessionError", "XspecLink"]
 
@@ -193,7 +194,10 @@ class Session:
         m = model if isinstance(model, (Model, GroupedModel)) else Model(model)
         assigned = _file_groups(groups, free_per_group, len(loaded))
         if assigned is not None:
-            m = _untied(m, max(assigned), free_per_group)
+            try:
+                m = free_per_group_model(m, max(assigned), free_per_group)
+            except ValueError as exc:
+                raise SessionError(f"free_per_group={list(free_per_group)}: {exc}") from None
         return cls(tuple(loaded), m, xslibrary.XspecSettings(abund, xsect), statistic,
                    groups=assigned)
 
@@ -291,32 +295,6 @@ def _file_groups(groups, free_per_group, n_files):
                                "number per file")
         return tuple(range(1, n_files + 1))
     return tuple(int(g) for g in groups)
-
-
-def _untied(model, n_groups: int, free_per_group) -> GroupedModel:
-    """``model`` over ``n_groups`` data groups with ``free_per_group`` free in groups 2 and up."""
-    if isinstance(model, GroupedModel):
-        grouped = model
-    else:
-        grouped = GroupedModel(model, n_groups)
-        for name in free_per_group:
-            p = grouped[name]
-            if grouped.index_of(name) >= grouped.n_per_group:
-                raise SessionError(f"free_per_group: {name!r} is a copy in data group "
-                                   f"{grouped.group_of(name)}; name group 1's parameter")
-            comp = grouped.components[_component_of(grouped, name)]
-            if comp.info.name.lower() == "constant" and p.free:
-                grouped = grouped.freeze(name)
-    if free_per_group and n_groups < 2:
-        raise SessionError(f"free_per_group={list(free_per_group)}: needs at least two data groups")
-    for name in free_per_group:
-        grouped = grouped.untie(name)
-    return grouped
-
-
-def _component_of(model, name) -> int:
-    i = model.index_of(name) % model.n_per_group
-    return max(k for k, c in enumerate(model.components) if c.first_parameter <= i)
 
 
 def _digest_folding(h, spectrum: Spectrum) -> None:

@@ -32,7 +32,7 @@ from xspec_sbi.model.catalogue import ModelError
 from xspec_sbi.model.expression import Model
 from xspec_sbi.model.parameters import ParameterSpec, parameter_index
 
-__all__ = ["GroupedModel", "GroupModel", "group_name"]
+__all__ = ["GroupedModel", "GroupModel", "group_name", "free_per_group"]
 
 _LINK = re.compile(r"^=\s*(?:([-+0-9.eE]+)\s*\*\s*)?p(\d+)\s*$", re.IGNORECASE)
 _GROUPED_NAME = re.compile(r"^(?P<base>.+?)\s*\[\s*(?P<g>\d+)\s*\]$")
@@ -273,6 +273,40 @@ class GroupedModel:
         if not 1 <= int(group) <= self.n_groups:
             raise ModelError(f"data group {group} is outside 1..{self.n_groups}")
         return GroupModel(self, int(group))
+
+
+def free_per_group(model, n_groups: int, names: Sequence[str]) -> GroupedModel:
+    """``model`` over ``n_groups`` data groups with group 1's ``names`` free in every other group.
+
+    XSPEC's ``untie`` and ``thaw`` of each group's copy. A ``constant``
+    component's factor named here is frozen in group 1 when it is free there:
+    the cross-normalisation is relative to group 1 (XSPEC's usage), and a
+    free factor in every group would be degenerate with the norms.
+
+    Parameters
+    ----------
+    model : Model or GroupedModel
+    n_groups : int
+    names : sequence of str
+        Group 1's parameters, e.g. ``["constant.factor"]`` or ``["powerlaw.norm"]``.
+    """
+    names = list(names)
+    if names and n_groups < 2:
+        raise ModelError(f"free per group {names}: needs at least two data groups (spectra)")
+    grouped = model if isinstance(model, GroupedModel) else GroupedModel(model, n_groups)
+    if grouped.n_groups != n_groups:
+        raise ModelError(f"the model has {grouped.n_groups} data groups, not {n_groups}")
+    for name in names:
+        i = grouped.index_of(name)
+        if i >= grouped.n_per_group:
+            raise ModelError(f"free per group {name!r}: a copy in data group "
+                             f"{grouped.group_of(name)}; name group 1's parameter")
+        comp = max((c for c in grouped.components if c.first_parameter <= i),
+                   key=lambda c: c.first_parameter)
+        if comp.info.name.lower() == "constant" and grouped.parameters[i].free:
+            grouped = grouped.freeze(i + 1)
+        grouped = grouped.untie(i + 1)
+    return grouped
 
 
 class GroupModel:
