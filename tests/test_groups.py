@@ -176,3 +176,12 @@ def test_sbi_fit_and_the_chain_recover_the_cross_normalisation(grouped):
     from xspec_sbi.report.spectrum import spectrum_panels
     panels = spectrum_panels(r, n_draws=50)
     assert len(panels) == 2 and "group 2" in panels[1].title
+
+
+def test_cli_refuses_group_free_for_a_network_for_apply(files, tmp_path, capsys):
+    from xspec_sbi.cli import main as cli_main
+    code = cli_main.main(["train", *files, "--model", EXPR, "--group-free", "constant.factor",
+                          "--save-network", str(tmp_path / "net"), "-q"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--group-free" in err and "one spectrum" in err
+    assert not (tmp_path / "net").exists()
