@@ -185,3 +185,15 @@ def test_cli_refuses_group_free_for_a_network_for_apply(files, tmp_path, capsys)
     err = capsys.readouterr().err
     assert code == 2 and "--group-free" in err and "one spectrum" in err
     assert not (tmp_path / "net").exists()
+
+
+def test_group_copies_pickle_for_worker_processes_and_label_xspec_chain_columns():
+    import pickle
+    from xspec_sbi.baseline.chainfile import chain_column_name
+    g = _cross_normalised()
+    back = pickle.loads(pickle.dumps(g.for_group(2)))
+    edges = np.geomspace(0.5, 8, 20)
+    theta = [[0.1, 2.0, 1e-3, 0.85]]
+    assert np.array_equal(back.evaluate(edges, theta), g.for_group(2).evaluate(edges, theta))
+    # XSPEC's chain file names group 2's constant "factor__5"
+    assert chain_column_name("constant.factor[2]", 5) == "factor__5"
