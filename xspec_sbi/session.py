@@ -20,6 +20,8 @@ from xspec_sbi.forward.objective import PoissonStatistic
 from xspec_sbi.forward.simulate import JointSimulator, Simulator, SpectralSimulator
 from xspec_sbi.model import library as xslibrary
 from xspec_sbi.model.expression import Model
+from xspec_sbi.model.groups import GroupedModel
+from xspec_sbi.model.groups import free_per_group as free_per_group_model
 
 __all__ = ["Session", "SessionError", "XspecLink"]
 
@@ -54,8 +56,10 @@ class Session:
     ----------
     spectra : tuple of Spectrum
         Each with its response, background and notice state.
-    model : Model
-        Shared by all spectra (one data group, as XSPEC's joint fit).
+    model : Model or GroupedModel
+        A :class:`Model` is shared by all spectra (XSPEC's joint fit with
+        every group tied to group 1); a :class:`~xspec_sbi.model.groups.GroupedModel`
+        gives each data group its own copy of the parameters.
     settings : XspecSettings
         Abundance and cross-section tables (``Xset.abund``, ``Xset.xsect``).
     statistic : str
@@ -69,6 +73,10 @@ class Session:
         folds the model). None: the engine's :class:`~xspec_sbi.forward.simulate.Simulator`.
     xspec : XspecLink, optional
         The live XSPEC session this one was read from (PyXspec sessions).
+    groups : tuple of int, optional
+        XSPEC's data group of each spectrum (1-based, every group from 1 to
+        the largest holding a spectrum). None: all in group 1, unless the
+        model is a ``GroupedModel`` with one group per spectrum.
     """
 
     spectra: tuple
@@ -78,11 +86,13 @@ class Session:
     origin: str = "files"
     simulator_factory: Callable | None = field(default=None, repr=False, compare=False)
     xspec: XspecLink | None = field(default=None, repr=False, compare=False)
+    groups: tuple | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "spectra", tuple(self.spectra))
         if not self.spectra:
             raise SessionError("a session needs at least one spectrum")
+        self._check_groups()
         if self.statistic.lower() not in POISSON_STATISTICS:
             raise SessionError(
                 f"statistic {self.statistic!r}: simulation-based inference here models Poisson "
@@ -94,12 +104,45 @@ class Session:
             if s.n_bins == 0:
                 raise SessionError(f"spectrum {s.label} has no noticed bins")
 
+    def _check_groups(self):
+        grouped = isinstance(self.model, GroupedModel)
+        groups = self.groups
+        if groups is None:
+            if not grouped or self.model.n_groups == 1:
+                return
+            if self.model.n_groups != len(self.spectra):
+                raise SessionError(f"the model has {self.model.n_groups} data groups and the "
+                                   f"session {len(self.spectra)} spectra: give groups= (the data "
+                                   "group of each spectrum)")
+            groups = tuple(range(1, len(self.spectra) + 1))
+        groups = tuple(int(g) for g in groups)
+        if len(groups) != len(self.spectra):
+            raise SessionError(f"groups={groups}: one data group per spectrum "
+                               f"({len(self.spectra)} spectra)")
+        n = max(groups)
+        if min(groups) < 1 or set(groups) != set(range(1, n + 1)):
+            raise SessionError(f"groups={groups}: XSPEC numbers data groups 1, 2, ... with "
+                               "none empty")
+        if grouped and self.model.n_groups != n:
+            raise SessionError(f"groups={groups} has {n} data groups, the model "
+                               f"{self.model.n_groups}")
+        if not grouped and n > 1 and isinstance(self.model, Model):
+            # XSPEC's default: every group's copy tied to group 1 (numbers unchanged)
+            object.__setattr__(self, "model", GroupedModel(self.model, n))
+        object.__setattr__(self, "groups", groups)
+
+    @property
+    def group_of_spectrum(self) -> tuple:
+        """Data group (1-based) of each spectrum."""
+        return self.groups or (1,) * len(self.spectra)
+
     @classmethod
     def from_files(cls, spectra: str | Sequence[str], model: str | Model, *,
                    ignore: str | None = None, notice: str | None = None,
                    respfile=None, ancrfile=None, backfile=None, response=None,
                    abund: str = xslibrary.DEFAULT_ABUND, xsect: str = xslibrary.DEFAULT_XSECT,
-                   statistic: str = "cstat") -> "Session":
+                   statistic: str = "cstat", groups=None,
+                   free_per_group: Sequence[str] = ()) -> "Session":
         """Load spectra as XSPEC's ``data`` does and attach a model.
 
         Parameters
@@ -116,6 +159,23 @@ class Session:
             A response object to use instead of any RMF (e.g. the NICER-like one).
         abund, xsect : str
             XSPEC's ``abund`` and ``xsect`` tables.
+        groups : "per-file" or sequence of int, optional
+            XSPEC's data groups: ``"per-file"`` puts each file in its own
+            group (``data 1:1 a.pha 2:2 b.pha``), a sequence gives each file's
+            group. Default: all in group 1, or one per file when
+            ``free_per_group`` is given.
+        free_per_group : sequence of str
+            Group 1's parameters whose copy is free in every other group
+            (XSPEC's ``untie`` and ``thaw``), e.g. ``["constant.factor"]``;
+            a ``constant`` component's factor named here is frozen in group 1
+            (the cross-normalisation is relative to group 1, XSPEC's usage).
+
+        Examples
+        --------
+        >>> s = Session.from_files(["pn.pha", "xrt.pha"], "constant*tbabs*powerlaw",
+        ...                        free_per_group=["constant.factor"])
+        >>> s.model.free_names
+        ('TBabs.nH', 'powerlaw.PhoIndex', 'powerlaw.norm', 'constant.factor[2]')
         """
         paths = [spectra] if isinstance(spectra, (str, bytes)) or hasattr(spectra, "__fspath__") \
             else list(spectra)
@@ -133,13 +193,20 @@ class Session:
                 s = s.notice(notice)
             loaded.append(s)
         warn_doubtful(loaded)
-        m = model if isinstance(model, Model) else Model(model)
-        return cls(tuple(loaded), m, xslibrary.XspecSettings(abund, xsect), statistic)
+        m = model if isinstance(model, (Model, GroupedModel)) else Model(model)
+        assigned = _file_groups(groups, free_per_group, len(loaded))
+        if assigned is not None:
+            try:
+                m = free_per_group_model(m, max(assigned), free_per_group)
+            except ValueError as exc:
+                raise SessionError(f"free_per_group={list(free_per_group)}: {exc}") from None
+        return cls(tuple(loaded), m, xslibrary.XspecSettings(abund, xsect), statistic,
+                   groups=assigned)
 
     # -- derived pieces ---------------------------------------------------------
     def with_model(self, model: Model) -> "Session":
         # The factory simulates the model XSPEC holds: it cannot stand for an engine model.
-        factory = None if isinstance(model, Model) else self.simulator_factory
+        factory = None if isinstance(model, (Model, GroupedModel)) else self.simulator_factory
         return replace(self, model=model, simulator_factory=factory)
 
     def with_xspec(self, link: XspecLink) -> "Session":
@@ -155,9 +222,15 @@ class Session:
         xslibrary.configure(self.settings)
         if self.simulator_factory is not None:
             return self.simulator_factory(self, use_background)
-        parts = tuple(Simulator.from_spectrum(s, self.model, self.settings, use_background)
-                      for s in self.spectra)
+        parts = tuple(Simulator.from_spectrum(s, m, self.settings, use_background)
+                      for s, m in zip(self.spectra, self.spectrum_models()))
         return parts[0] if len(parts) == 1 else JointSimulator(parts)
+
+    def spectrum_models(self) -> tuple:
+        """The model each spectrum is folded with: its data group's (all the same in one group)."""
+        if not isinstance(self.model, GroupedModel):
+            return (self.model,) * len(self.spectra)
+        return tuple(self.model.for_group(g) for g in self.group_of_spectrum)
 
     def observed(self, use_background: bool = True) -> np.ndarray:
         """Observed data in the simulator's layout (n_outputs,), counts."""
@@ -196,11 +269,7 @@ class Session:
             digests.append(h.hexdigest()[:16])
         params = [(p.name, p.value if not p.free else None, p.frozen, p.link)
                   for p in self.model.parameters]
-        tables = [c.info.table.digest() for c in getattr(self.model, "components", ())
-                  if getattr(c.info, "table", None) is not None]
-        # Only with table models: fingerprints of networks saved before stay as they were.
-        extra = {"tables": ",".join(tables)} if tables else {}
-        return {**extra,
+        out = {
             "model": self.model.expression,
             "parameters": repr(params),
             "free_parameters": ",".join(self.model.free_names),
@@ -210,6 +279,29 @@ class Session:
             "spectra_setup": ",".join(digests),
             "xspec_sbi": __version__,
         }
+        if self.groups is not None:
+            # only grouped sessions carry it: single-group fingerprints stay as they were
+            out["groups"] = ",".join(str(g) for g in self.groups)
+        tables = [c.info.table.digest() for c in getattr(self.model, "components", ())
+                  if getattr(c.info, "table", None) is not None]
+        if tables:
+            # Only with table models, for the same reason: the content, not only the file name.
+            out["tables"] = ",".join(tables)
+        return out
+
+
+def _file_groups(groups, free_per_group, n_files):
+    """Data group of each file from ``from_files``' ``groups=`` (None: one group, no change)."""
+    if groups is None:
+        groups = "per-file" if free_per_group else None
+    if groups is None:
+        return None
+    if isinstance(groups, str):
+        if groups.strip().lower() != "per-file":
+            raise SessionError(f"groups={groups!r}: expected 'per-file' or one data group "
+                               "number per file")
+        return tuple(range(1, n_files + 1))
+    return tuple(int(g) for g in groups)
 
 
 def _digest_folding(h, spectrum: Spectrum) -> None:

@@ -118,7 +118,8 @@ def chain_column_name(name: str, index: int, model_name: str | None = None) -> s
     str
         ``"nH__1"`` or ``"nH__mymodel__1"``.
     """
-    bare = name.rsplit(".", 1)[-1].strip()
+    # a data group's copy, "factor[2]", is XSPEC's "factor" with its global number
+    bare = re.sub(r"\[\d+\]$", "", name.rsplit(".", 1)[-1].strip())
     if not bare or _DELIM in bare or any(c.isspace() for c in bare):
         raise ChainFileError(f"parameter name {name!r} cannot label an XSPEC chain column")
     if int(index) != index or index < 1:

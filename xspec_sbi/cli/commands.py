@@ -75,6 +75,11 @@ def _npe_config(args):
 def prepare(args) -> Prepared:
     """Check the options and build the session: everything before the first simulation."""
     _restriction(args.restrict)
+    if getattr(args, "group_free", None) and (args.command == "train"
+                                              or getattr(args, "save_network", None)):
+        # apply runs a saved network on one spectrum at a time: no data groups there
+        raise UsageError("--group-free: data groups are for fit without --save-network; a "
+                         "network for apply is trained on one spectrum")
     if args.executor:
         dask_address(args.executor)
         if args.workers is not None:
@@ -83,7 +88,8 @@ def prepare(args) -> Prepared:
     if args.rounds > 1 and args.sims < 20 * args.rounds:
         raise UsageError(f"--sims {args.sims} is too few for --rounds {args.rounds}: give at "
                          f"least {20 * args.rounds} (20 per round)")
-    model, overrides, box = model_and_prior(args.model, args.freeze, args.prior)
+    model, overrides, box = model_and_prior(args.model, args.freeze, args.prior,
+                                            getattr(args, "group_free", ()), len(args.spectra))
     session = build_session(args.spectra, model, ignore=args.ignore, notice=args.notice,
                             abund=args.abund, xsect=args.xsect, respfile=args.respfile,
                             arffile=args.arffile, backfile=args.backfile,

@@ -21,19 +21,32 @@ log = logging.getLogger("xspec_sbi")
 _ROW = re.compile(r"^(?P<path>.*)\{(?P<row>[^{}]*)\}\s*$")
 
 
-def model_and_prior(expression: str, freeze, prior_texts):
-    """Model with ``--freeze`` applied, and the ``--prior`` overrides by canonical name.
+def model_and_prior(expression: str, freeze, prior_texts, group_free=(), n_spectra: int = 1):
+    """Model with ``--group-free`` and ``--freeze`` applied, and the ``--prior`` overrides by canonical name.
+
+    With ``--group-free`` the model has one data group per spectrum
+    (:func:`xspec_sbi.model.groups.free_per_group`); ``--freeze`` and
+    ``--prior`` then also take group copies, ``NAME[g]``.
 
     Returns
     -------
-    (Model, dict, BoxPrior)
+    (Model or GroupedModel, dict, BoxPrior)
     """
     from xspec_sbi.inference.priors import build_prior
     from xspec_sbi.model.expression import Model
+    from xspec_sbi.model.groups import free_per_group
     try:
         model = Model(expression)
     except ValueError as exc:
         raise UsageError(f"--model {expression!r}: {exc}") from None
+    if group_free:
+        if n_spectra < 2:
+            raise UsageError(f"--group-free {' '.join(group_free)}: one data group per spectrum "
+                             "needs at least two spectra")
+        try:
+            model = free_per_group(model, n_spectra, group_free)
+        except ValueError as exc:
+            raise UsageError(f"--group-free: {exc}") from None
     for text in freeze:
         name, value = parse_freeze(text)
         try:
@@ -108,9 +121,11 @@ def build_session(spectra, model, *, ignore, notice, abund, xsect, respfile, arf
         response = nicer_like_response(nicer_like_arf)
     for s in spectra:
         _check_spectrum_path(str(s))
+    from xspec_sbi.model.groups import GroupedModel
+    groups = "per-file" if isinstance(model, GroupedModel) else None
     session = Session.from_files(list(spectra), model, ignore=ignore, notice=notice,
                                  respfile=respfile, ancrfile=arffile, backfile=backfile,
-                                 response=response, abund=abund, xsect=xsect)
+                                 response=response, abund=abund, xsect=xsect, groups=groups)
     return session
 
 

@@ -158,6 +158,11 @@ def _setup_options(p: argparse.ArgumentParser) -> None:
                         "repeat for several; others are uniform over XSPEC's soft limits")
     g.add_argument("--freeze", action="append", default=[], metavar="NAME[=VALUE]",
                    help="freeze a parameter (at VALUE)")
+    g.add_argument("--group-free", action="append", default=[], metavar="NAME",
+                   help="one data group per spectrum, with this parameter of group 1 free in "
+                        "each other group (XSPEC's untie; repeat for several), e.g. "
+                        "constant.factor (then frozen at 1 in group 1); group g's copy is "
+                        "NAME[g] in --prior")
     g.add_argument("--ignore", metavar="SEL", help='XSPEC channel selection to ignore, e.g. "**-0.3 10.-**"')
     g.add_argument("--notice", metavar="SEL", help="XSPEC channel selection to notice (after --ignore)")
     g.add_argument("--abund", default=DEFAULT_ABUND, metavar="TABLE", help="abundance table (Xset.abund)")

@@ -22,9 +22,10 @@ from xspec_sbi.forward.folding import Folder
 from xspec_sbi.model.convolution import extended_grid
 from xspec_sbi.model.evaluation import Evaluator
 from xspec_sbi.model.expression import Model
+from xspec_sbi.model.groups import GroupedModel
 from xspec_sbi.pyxspec._access import PyXspecError, xspec_module
-from xspec_sbi.pyxspec.reader import XspecModel, read_parameters, read_spectra_records
-from xspec_sbi.pyxspec.state import preserved_state
+from xspec_sbi.pyxspec.reader import XspecModel, grouped_parameters, read_parameters, read_spectra_records
+from xspec_sbi.pyxspec.state import model_groups, preserved_state
 
 __all__ = ["AgreementError", "Agreement", "check_agreement", "xspec_expected_counts"]
 
@@ -81,7 +82,15 @@ def _xspec_parameters(model, xs) -> tuple:
 
 
 def _current_model(model: Model, xs) -> Model:
-    """The session's model with XSPEC's current parameter values."""
+    """The session's model with XSPEC's current parameter values (every data group's)."""
+    if isinstance(model, GroupedModel):
+        _xspec_parameters(model.base, xs)
+        now = grouped_parameters({g: read_parameters(m, g) for g, m in model_groups(xs)})
+        if len(now) != len(model.parameters):
+            raise PyXspecError(f"XSPEC has {len(now) // model.n_per_group} data groups, the "
+                               f"session's model {model.n_groups}")
+        params = [replace(p, value=q.value) for p, q in zip(model.parameters, now)]
+        return GroupedModel(model.base_with(params[:model.n_per_group]), model.n_groups, params)
     now = _xspec_parameters(model, xs)
     params = [replace(p, value=q.value) for p, q in zip(model.parameters, now)]
     return Model(model.expression, params)
@@ -166,8 +175,11 @@ def _check_engine(session, xs, records, rtol) -> Agreement:
     model = _current_model(session.model, xs)
     theta = model.free_values()[None, :]
     worst, sizes = [], []
+    grouped = isinstance(model, GroupedModel)
     for record, spectrum in zip(records, session.spectra):
-        engine = Folder(spectrum, model).expected_counts(theta)[0]
+        # each spectrum through its own data group's parameters
+        folded_with = model.for_group(record.group) if grouped else model
+        engine = Folder(spectrum, folded_with).expected_counts(theta)[0]
         ours = xspec_expected_counts(xs, record.number, record.group,
                                      spectrum.binned_areascal())
         label = f"spectrum {record.number} ({record.file_name})"

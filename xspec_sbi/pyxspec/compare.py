@@ -146,10 +146,9 @@ def _set_xspec_priors(xs, prior, free) -> None:
     as SBI's bounds do), and ``Fit.bayes = "on"``. Inside preserved_state.
     """
     by_name = {p.name.lower(): p for p in prior.parameters}
-    model = xs.AllModels(1)
     for spec in free:
         p = by_name[spec.name.lower()]
-        par = model(spec.index)
+        par = native.parameter_of(xs, spec)   # in its own data group
         value, delta = float(par.values[0]), float(par.values[1])
         value = min(max(value, p.lower), p.upper)
         par.values = [value, delta, p.lower, p.lower, p.upper, p.upper]

@@ -8,8 +8,9 @@ above both keeps the imports one way.
 from __future__ import annotations
 
 from xspec_sbi.model import library as xslibrary
+from xspec_sbi.model.groups import GroupedModel
 from xspec_sbi.pyxspec._access import PyXspecError, xspec_module
-from xspec_sbi.pyxspec.reader import (XspecModel, check_groups, engine_or_xspec_model, load_record,
+from xspec_sbi.pyxspec.reader import (XspecModel, engine_or_xspec_model, load_record,
                                       read_parameters, read_spectra_records)
 from xspec_sbi.pyxspec.state import model_groups
 from xspec_sbi.pyxspec.xspec_path import XspecPathFactory
@@ -29,7 +30,10 @@ def read_session(xspec=None) -> Session:
     Returns
     -------
     Session
-        Spectra in ``AllData`` order, the model of data group 1 (an
+        Spectra in ``AllData`` order, the model of data group 1 (a
+        :class:`~xspec_sbi.model.groups.GroupedModel` over every group, and
+        each spectrum's ``dataGroup`` in ``groups``, when a group has
+        parameters of its own; an
         :class:`XspecModel` when the embedded engine cannot evaluate it:
         then ``session.simulator()`` lets XSPEC fold the model, see
         :class:`~xspec_sbi.pyxspec.XspecPathSimulator`),
@@ -40,7 +44,7 @@ def read_session(xspec=None) -> Session:
     PyXspecError
         No spectra, no model, a chi-square statistic, unsupported links.
     JointGroupsError
-        Data groups whose parameters are not all tied to group 1.
+        Data groups with parameters of their own, for a model only XSPEC evaluates.
     """
     xs = xspec_module(xspec)
     if int(xs.AllData.nSpectra) == 0:
@@ -58,13 +62,14 @@ def read_session(xspec=None) -> Session:
     groups = {g: read_parameters(m, g) for g, m in model_groups(xs)}
     if not groups:
         raise PyXspecError("no model is defined (AllModels is empty)")
-    check_groups(groups)
     expression = str(xs.AllModels(1).expression)
     records = read_spectra_records(xs)
     spectra = tuple(load_record(r) for r in records)
     settings = xslibrary.XspecSettings(str(xs.Xset.abund).strip(), str(xs.Xset.xsect).strip())
-    model = engine_or_xspec_model(expression, groups[1], settings)
+    model = engine_or_xspec_model(expression, groups[1], settings, groups)
     factory = None
     if isinstance(model, XspecModel):
         factory = XspecPathFactory(xs)
-    return Session(spectra, model, settings, "cstat", origin="pyxspec", simulator_factory=factory)
+    grouped = isinstance(model, GroupedModel)
+    return Session(spectra, model, settings, "cstat", origin="pyxspec", simulator_factory=factory,
+                   groups=tuple(r.group for r in records) if grouped else None)

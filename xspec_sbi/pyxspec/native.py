@@ -9,6 +9,7 @@ PyXspec calls (manual pages in brackets): ``Fit.perform()``,
 from __future__ import annotations
 
 import os
+import re
 
 import numpy as np
 
@@ -16,17 +17,30 @@ from xspec_sbi.baseline.chainfile import ChainFileError, read_chain_file, write_
 from xspec_sbi.baseline.fit import FitResult
 from xspec_sbi.baseline.mcmc import ChainConfigError, ChainResult
 from xspec_sbi.pyxspec._access import PyXspecError, xspec_module
-from xspec_sbi.pyxspec.reader import read_parameters
-from xspec_sbi.pyxspec.state import preserved_state
+from xspec_sbi.pyxspec.reader import grouped_parameters, read_parameters
+from xspec_sbi.pyxspec.state import model_groups, preserved_state
 
 __all__ = ["free_parameters", "set_free_values", "xspec_statistic", "xspec_statistics", "xspec_fit", "xspec_chain",
            "check_chain_settings", "load_chain", "export_samples"]
 
 
 def free_parameters(xspec=None) -> tuple:
-    """ParameterSpecs of data group 1's free parameters (their ``index`` is XSPEC's number)."""
+    """ParameterSpecs of the free parameters of every data group (``index`` is XSPEC's number).
+
+    Group 1's first, then each group's untied free ones, named ``name[g]``
+    (:mod:`xspec_sbi.model.groups`), in the order of ``Session.model.free_parameters``.
+    """
     xs = xspec_module(xspec)
-    return tuple(p for p in read_parameters(xs.AllModels(1), 1) if p.free)
+    groups = {g: read_parameters(m, g) for g, m in model_groups(xs)}
+    if len(groups) <= 1:
+        return tuple(p for p in read_parameters(xs.AllModels(1), 1) if p.free)
+    return tuple(p for p in grouped_parameters(groups) if p.free)
+
+
+def parameter_of(xs, p):
+    """PyXspec's Parameter of spec ``p`` (global number ``p.index``) in its data group."""
+    n = int(xs.AllModels(1).nParameters)
+    return xs.AllModels((p.index - 1) // n + 1)((p.index - 1) % n + 1)
 
 
 def _set_free(xs, free, theta) -> None:
@@ -38,7 +52,12 @@ def _set_free(xs, free, theta) -> None:
         if not p.min <= v <= p.max:
             raise PyXspecError(f"parameter {p.name}: value {v} outside its hard limits "
                                f"[{p.min}, {p.max}]")
-    xs.AllModels(1).setPars({p.index: float(v) for p, v in zip(free, theta)})
+    n = int(xs.AllModels(1).nParameters)
+    by_group: dict = {}
+    for p, v in zip(free, theta):
+        by_group.setdefault((p.index - 1) // n + 1, {})[(p.index - 1) % n + 1] = float(v)
+    for g, values in sorted(by_group.items()):
+        xs.AllModels(g).setPars(values)   # indices local to the group's model object
 
 
 def set_free_values(theta, xspec=None) -> None:
@@ -121,7 +140,7 @@ def xspec_fit(xspec=None, keep: bool = False) -> FitResult:
     def run():
         xs.Fit.query = "yes"  # never stop at XSPEC's "continue fitting?" prompt
         xs.Fit.perform()
-        best = {p.index: float(xs.AllModels(1)(p.index).values[0]) for p in free}
+        best = {p.index: float(parameter_of(xs, p).values[0]) for p in free}
         return np.array([best[p.index] for p in free]), float(xs.Fit.statistic)
 
     if keep:
@@ -165,7 +184,9 @@ def xspec_chain(path, burn: int = 5000, length: int = 50000, walkers: int = 8,
     if os.path.exists(path):
         raise FileExistsError(f"{path} exists; XSPEC would load it instead of running a chain")
     check_chain_settings(burn, length, walkers, algorithm)
-    names = {p.index: p.name for p in read_parameters(xs.AllModels(1), 1)}
+    groups = {g: read_parameters(m, g) for g, m in model_groups(xs)} or {1: ()}
+    listed = grouped_parameters(groups) if len(groups) > 1 else groups[1]
+    names = {p.index: p.name for p in listed}
     with preserved_state(xs) as guard:
         xs.Chain(path, burn=burn, runLength=length, walkers=walkers, algorithm=algorithm)
         guard.loaded_chain(path)
@@ -191,7 +212,8 @@ def load_chain(path, xspec=None):
     """
     xs = xspec_module(xspec)
     chain = read_chain_file(path)
-    free = {p.index: p.name.rsplit(".", 1)[-1] for p in free_parameters(xs)}
+    free = {p.index: re.sub(r"\[\d+\]$", "", p.name.rsplit(".", 1)[-1])
+            for p in free_parameters(xs)}
     wrong = [f"{n}__{i}" for n, i in zip(chain.names, chain.indices) if free.get(i) != n]
     if wrong:
         raise ChainFileError(f"{path}: columns {wrong} are not free parameters of the current "

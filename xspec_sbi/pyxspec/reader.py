@@ -34,12 +34,13 @@ from xspec_sbi.data.ogip import OGIPError, split_row_suffix
 from xspec_sbi.data.ogip_pha import is_type2, read_pha
 from xspec_sbi.data.spectrum import load_spectrum
 from xspec_sbi.model.expression import Model, ModelError
+from xspec_sbi.model.groups import GroupedModel, group_name
 from xspec_sbi.model.library import ModelUnavailableError
 from xspec_sbi.model.parameters import ParameterSpec, parameter_index
 from xspec_sbi.pyxspec._access import JointGroupsError, PyXspecError
 
 __all__ = ["XspecModel", "SpectrumRecord", "read_spectra_records", "check_groups", "load_record",
-           "engine_or_xspec_model",
+           "engine_or_xspec_model", "untied_parameters", "grouped_parameters",
            "read_parameters", "parse_link"]
 
 _LINK = re.compile(r"^=?\s*(?:(?P<fa>[-+]?[0-9.]+(?:[eE][-+]?\d+)?)\s*\*\s*)?p(?P<n>\d+)"
@@ -245,8 +246,12 @@ def read_parameters(model, group: int) -> tuple:
     return tuple(specs)
 
 
-def check_groups(groups: dict) -> None:
-    """Every group > 1 must be tied to group 1 parameter by parameter."""
+def untied_parameters(groups: dict) -> list:
+    """Names ``"<name> (data group g)"`` of the parameters of groups > 1 not tied to group 1.
+
+    A copy linked to group 1's parameter (``= pk``), or frozen at group 1's
+    frozen value, is tied.
+    """
     first = groups[1]
     differ = []
     for g, params in sorted(groups.items()):
@@ -257,18 +262,58 @@ def check_groups(groups: dict) -> None:
             same_frozen = q.frozen and p.frozen and q.value == p.value
             if not (tied or same_frozen):
                 differ.append(f"{q.name} (data group {g})")
+    return differ
+
+
+def check_groups(groups: dict) -> None:
+    """Refuse groups > 1 that are not tied to group 1 parameter by parameter.
+
+    For models only XSPEC evaluates (the XSPEC-path simulator folds data
+    group 1's free parameters); the engine takes untied groups as a
+    :class:`~xspec_sbi.model.groups.GroupedModel` (:func:`grouped_parameters`).
+    """
+    differ = untied_parameters(groups)
     if differ:
         raise JointGroupsError(
-            "data groups with their own parameters are not supported yet (one model is "
-            "shared by all spectra); these parameters are not tied to data group 1: "
-            + ", ".join(differ))
+            "data groups with their own parameters need a model the engine evaluates (the "
+            "XSPEC path folds data group 1's parameters only); these parameters are not tied "
+            "to data group 1: " + ", ".join(differ))
 
 
-def engine_or_xspec_model(expression: str, params: tuple, settings):
-    """The engine's Model, or an :class:`XspecModel` when the engine refuses or cannot run it."""
+def grouped_parameters(groups: dict) -> tuple:
+    """Every group's ParameterSpecs in XSPEC's global order, named ``name[g]`` above group 1.
+
+    ``groups`` maps data group to :func:`read_parameters`' specs; group ``g``'s
+    parameter ``k`` becomes XSPEC's number ``(g - 1) * n + k`` (its links are
+    already global numbers).
+    """
+    n = len(groups[1])
+    if sorted(groups) != list(range(1, len(groups) + 1)):
+        raise PyXspecError(f"data groups {sorted(groups)}: expected 1..{len(groups)}")
+    out = []
+    for g in sorted(groups):
+        if len(groups[g]) != n:
+            raise PyXspecError(f"data group {g} has {len(groups[g])} parameters, group 1 {n}")
+        out += [replace(p, name=group_name(p.name, g), index=(g - 1) * n + p.index)
+                for p in groups[g]]
+    return tuple(out)
+
+
+def engine_or_xspec_model(expression: str, params: tuple, settings, groups: dict | None = None):
+    """The engine's Model, or an :class:`XspecModel` when the engine refuses or cannot run it.
+
+    With ``groups`` (data group -> its specs) whose parameters are not all
+    tied to group 1, the engine's :class:`~xspec_sbi.model.groups.GroupedModel`;
+    such groups are refused (:class:`JointGroupsError`) for a model only
+    XSPEC evaluates.
+    """
     try:
         model = Model(expression, params)
         model.probe(settings)   # a component whose data files are missing here
     except (ModelError, ModelUnavailableError) as exc:
+        if groups is not None:
+            check_groups(groups)
         return XspecModel(expression, params, reason=str(exc))
-    return model
+    if groups is None or len(groups) == 1 or not untied_parameters(groups):
+        return model   # tied groups: one model shared by all spectra, as before
+    return GroupedModel(model, len(groups), grouped_parameters(groups))

@@ -170,6 +170,8 @@ def spectrum_panels(result, min_significance: float = 5.0, max_bins: int = 20,
     best = (None if result.chain_fit is None else
             stat.expected_counts(np.asarray(result.chain_fit.theta)[None]))
     panels = []
+    # a grouped session names each panel's data group (its own parameter copy folds it)
+    groups = getattr(session, "groups", None)
     for c, (spec, part) in enumerate(zip(session.spectra, stat.simulator.parts)):
         lo, hi = spec.bin_energies()
         data = spec.binned_counts()
@@ -190,7 +192,8 @@ def spectrum_panels(result, min_significance: float = 5.0, max_bins: int = 20,
 
         band = np.quantile(group(mus[c]), [0.025, 0.16, 0.5, 0.84, 0.975], axis=0)
         panels.append(SpectrumPanel(
-            _title(spec, c, len(session.spectra), session.model.expression), e_lo, e_hi,
+            _title(spec, c, len(session.spectra), session.model.expression)
+            + ("" if groups is None else f" (data group {groups[c]})"), e_lo, e_hi,
             group(net), np.sqrt(np.add.reduceat(var, starts)) * per, band,
             None if best is None else group(best[c][0]), None if bkg is None else group(bkg),
             lo.size))
