@@ -235,3 +235,18 @@ def test_a_model_only_xspec_evaluates_is_refused_naming_the_xspec_route():
     model = XspecModel("cflux*powerlaw", Model("powerlaw").parameters, reason="convolution")
     with pytest.raises(FluxError, match="xspec_sbi.pyxspec.xspec_fluxes"):
         band_fluxes(model, LOG_GRID, [[2.0, 1.0]], [(0.5, 2.0)])
+
+
+def test_flux_of_a_grouped_model_is_its_groups_own():
+    # group 1's flux is the source's (its constant is 1); group 2's carries its cross-normalisation
+    from xspec_sbi.model.groups import free_per_group
+    grouped = free_per_group(Model("constant*tbabs*powerlaw"), 2, ["constant.factor"])
+    grouped = grouped.set(**{"constant.factor[2]": 0.8})
+    edges = np.geomspace(0.1, 20.0, 400)
+    theta = np.tile(grouped.free_values(), (20, 1))
+    single = flux_summary(Model("tbabs*powerlaw"), edges, theta[:, :3], 0.5, 2.0)
+    for model, factor in ((grouped, 1.0), (grouped.for_group(1), 1.0), (grouped.for_group(2), 0.8)):
+        got = flux_summary(model, edges, theta, 0.5, 2.0)
+        np.testing.assert_allclose(got.energy.median, factor * single.energy.median, rtol=1e-6)
+        un = flux_summary(model, edges, theta, 0.5, 2.0, unabsorbed=True)
+        assert un.absorbers == ("TBabs",) and un.energy.median > got.energy.median

@@ -317,26 +317,29 @@ class SBIResult:
 
     # -- fluxes (xspec_sbi.model.flux) ----------------------------------------------------
     def flux(self, lo: float, hi: float, unabsorbed: bool = False, *, absorbers=None,
-             energies=None):
+             energies=None, group: int = 1):
         """XSPEC's ``flux lo hi err`` from the samples: a ``BandFlux`` (erg and photons cm^-2 s^-1).
 
         ``unabsorbed`` sets the absorbers (``model.flux.ABSORBERS``, or the
         component labels ``absorbers``) to 1; ``energies`` (keV edges, XSPEC's
-        ``energies``) replaces the first spectrum's response grid.
+        ``energies``) replaces the first spectrum's response grid. With data
+        groups, ``group``'s parameters give the flux (group 1's by default, where
+        a cross-normalisation constant is 1).
         """
         from xspec_sbi.model.flux import flux_summary
-        return flux_summary(self.session.model, self._flux_grid(energies), self.samples, lo, hi,
-                            unabsorbed, absorbers)
+        return flux_summary(self._flux_model(group), self._flux_grid(energies, group),
+                            self.samples, lo, hi, unabsorbed, absorbers)
 
     def lumin(self, lo: float, hi: float, redshift: float, unabsorbed: bool = False, *,
-              cosmology=None, absorbers=None, energies=None):
+              cosmology=None, absorbers=None, energies=None, group: int = 1):
         """XSPEC's ``lumin lo hi z err`` (source-frame band, keV): a ``BandLuminosity`` (erg s^-1).
 
-        ``cosmology``: a ``model.cosmology.Cosmology``, default ``cosmo 70 0 0.73``.
+        ``cosmology``: a ``model.cosmology.Cosmology``, default ``cosmo 70 0 0.73``;
+        ``group`` as in :meth:`flux`.
         """
         from xspec_sbi.model.flux import lumin_summary
-        return lumin_summary(self.session.model, self._flux_grid(energies), self.samples, lo, hi,
-                             redshift, unabsorbed, absorbers, cosmology)
+        return lumin_summary(self._flux_model(group), self._flux_grid(energies, group),
+                             self.samples, lo, hi, redshift, unabsorbed, absorbers, cosmology)
 
     def with_fluxes(self, requests, cosmology=None, energies=None) -> "SBIResult":
         """This result with ``requests`` (``(lo, hi)``, ``(lo, hi, z)`` or FluxRequest) in ``fluxes``."""
@@ -347,12 +350,22 @@ class SBIResult:
                              cosmology)
         return replace(self, fluxes=self.fluxes + new)
 
-    def _flux_grid(self, energies) -> np.ndarray:
-        # one model, one data group: XSPEC integrates on each spectrum's response grid, which
-        # differ in discretisation only; the first spectrum's stands for all
+    def _flux_model(self, group: int):
+        model = self.session.model
+        if hasattr(model, "for_group"):
+            return model.for_group(group)
+        if group != 1:
+            raise ValueError(f"group={group}: this fit has one data group")
+        return model
+
+    def _flux_grid(self, energies, group: int = 1) -> np.ndarray:
+        # XSPEC integrates on each spectrum's response grid, which differ in discretisation
+        # only; the group's first spectrum stands for its group
         if energies is not None:
             return np.asarray(energies, dtype=np.float64)
-        return self.session.spectra[0].response.energy_edges
+        groups = getattr(self.session, "groups", None) or (1,) * len(self.session.spectra)
+        first = next((i for i, g in enumerate(groups) if g == group), 0)
+        return self.session.spectra[first].response.energy_edges
 
     # -- amortized use -------------------------------------------------------------
     def posteriors_for(self, observations, n_samples: int = 1000, seed: int = 0,

@@ -141,7 +141,31 @@ class _WithoutComponents(Evaluator):
         return super()._component(comp, values)
 
 
+class _GroupView:
+    """One data group's model of a grouped model, as band_fluxes evaluates it.
+
+    XSPEC's ``flux`` is per spectrum, through its group's parameters; group 1's
+    (where a cross-normalisation constant is 1) is the source's flux.
+    """
+
+    def __init__(self, grouped, group: int):
+        self.grouped, self.group = grouped, int(group)
+        self.expression = grouped.expression
+        self.components = grouped.components
+        self._tree = grouped._open._tree
+
+    def evaluate(self, edges, theta):
+        return self.grouped.evaluate_group(edges, theta, self.group)
+
+    def all_values(self, theta):
+        return self.grouped._open.all_values(self.grouped.group_values(theta, self.group))
+
+
 def _engine_model(model):
+    if hasattr(model, "grouped") and hasattr(model, "group"):     # GroupModel: its group
+        return _GroupView(model.grouped, model.group)
+    if hasattr(model, "for_group"):                              # GroupedModel: group 1
+        return _GroupView(model, 1)
     if not callable(getattr(model, "evaluate", None)) or not hasattr(model, "components"):
         raise FluxError(f"model {getattr(model, 'expression', model)!r}: fluxes need a model the "
                         "engine evaluates; this one only XSPEC can (compute them in XSPEC with "
@@ -202,6 +226,7 @@ def flux_summary(model, edges, samples, lo, hi, unabsorbed: bool = False,
                  absorbers=None) -> BandFlux:
     """``flux lo hi err`` over posterior draws ``samples`` (n, n_free); see :class:`BandFlux`."""
     lo, hi = check_band(lo, hi, "flux band")
+    model = _engine_model(model)
     labels = absorber_labels(model, absorbers) if unabsorbed else ()
     _, _, covered = band_weights(edges, lo, hi)
     photon, energy = band_fluxes(model, edges, samples, [(lo, hi)], labels)
@@ -220,6 +245,7 @@ def lumin_summary(model, edges, samples, lo, hi, redshift: float, unabsorbed: bo
         raise FluxError(f"lumin redshift {redshift}: must be > 0 (at z = 0 the luminosity "
                         "distance is 0)")
     cosmology = cosmology or Cosmology()
+    model = _engine_model(model)
     labels = absorber_labels(model, absorbers) if unabsorbed else ()
     observed = (lo / (1.0 + z), hi / (1.0 + z))
     _, _, covered = band_weights(edges, *observed)
