@@ -51,7 +51,7 @@ def test_same_seed_same_spectra_any_executor(simulator):
     assert np.array_equal(serial, simulate(simulator, theta, seed=123, chunk_size=128))
     assert not np.array_equal(serial, simulate(simulator, theta, seed=124, chunk_size=128))
     with make_pool(simulator, workers=2) as pool:
-        pool.seconds_per_spectrum = 1.0      # as if costly: one seed block per task, workers and this process
+        pool.seconds_per_spectrum = 1.0      # as if costly: one seed block per task, all in workers
         pooled = simulate(simulator, theta, seed=123, executor=pool, chunk_size=128)
         # the workers' measured cost replaced part of the pretended one
         assert 0 < pool.seconds_per_spectrum < 1.0

@@ -433,9 +433,7 @@ def simulate(simulator: Simulator, theta, seed, executor: cf.Executor | None = N
     :data:`IN_PROCESS_SECONDS` it stays in this process; otherwise a task
     carries as many consecutive blocks as take :data:`TASK_SECONDS`, but at
     most a quarter of each worker's share (so the workers finish together).
-    With a :class:`SimulatorPool` this process runs tasks too (from the end
-    of the list, the workers from the start). None of these choices changes
-    a number: each block has its own generator.
+    Neither choice changes a number: each block has its own generator.
     """
     theta = np.atleast_2d(np.asarray(theta, dtype=np.float64))
     if isinstance(executor, cf.ThreadPoolExecutor):
@@ -479,44 +477,19 @@ def simulate(simulator: Simulator, theta, seed, executor: cf.Executor | None = N
         installed = isinstance(executor, SimulatorPool) and executor.simulator is simulator
         payload = None if installed else simulator
         record = getattr(executor, "record_cost", None)
-        tasks = [range(k, min(k + per_task, len(starts))) for k in range(first, len(starts), per_task)]
         futures = {}
-
-        def submit(blocks):
+        for k in range(first, len(starts), per_task):
+            blocks = range(k, min(k + per_task, len(starts)))
             s, e = starts[blocks[0]], min(starts[blocks[-1]] + chunk_size, n)
             futures[executor.submit(_run_blocks, payload, theta[s:e],
                                     [seeds[j] for j in blocks], chunk_size)] = s
-
-        def collect(done):
-            for fut in done:
-                s = futures.pop(fut)
-                block, seconds = fut.result()
-                out[s:s + block.shape[0]] = block
-                if record is not None:
-                    record(seconds, block.shape[0])
-                bar.update(block.shape[0])
-
-        if not installed:    # another executor (a Dask cluster): every task goes to it
-            for blocks in tasks:
-                submit(blocks)
-            collect(cf.as_completed(list(futures)))
-            return out
-        # Our own pool: this process works too, from the far end of the task list, while
-        # each worker keeps two tasks queued. On cheap spectra the workers alone lost to
-        # one process (moving tasks and results cost as much as the work, and other
-        # processes shared the cores); with this process also working the pool cannot
-        # do much worse than it, whatever the load.
-        front, back = 0, len(tasks)
-        while front < back or futures:
-            while front < back and len(futures) < 2 * workers:
-                submit(tasks[front])
-                front += 1
-            if front < back:
-                back -= 1
-                here(tasks[back])
-                collect([f for f in list(futures) if f.done()])
-            else:
-                collect(cf.as_completed(list(futures)))
+        for fut in cf.as_completed(futures):
+            s = futures[fut]
+            block, seconds = fut.result()
+            out[s:s + block.shape[0]] = block
+            if record is not None:
+                record(seconds, block.shape[0])
+            bar.update(block.shape[0])
         return out
     finally:
         bar.close()
