@@ -29,7 +29,7 @@ from xspec_sbi.inference.rounds import fit_multi_round
 from xspec_sbi.inference.training import simulate_training_set, train_npe
 from xspec_sbi.model import library
 from xspec_sbi.options import OptionError, RunOptions, check_prior, parse_restriction
-from xspec_sbi.refine import RoundRecord, check_passes, refine
+from xspec_sbi.refine import RoundRecord, check_passes, defensive_check, refine
 from xspec_sbi.result import RunRecord, SBIResult, TrustChecks, summarize
 from xspec_sbi.session import Session
 
@@ -158,7 +158,10 @@ def run(session: Session, prior=None, restrict="cstat", *, seed: int = 0, correc
                              proposal=None if restriction is None else restriction.prior,
                              x_obs=st.x_obs, draw=draw, check=lambda r, q: likelihood_check(r, q, st),
                              defensive=lambda q: defensive_check(
-                                 q, st.box if restriction is None else restriction.prior, st),
+                                 q, st.box if restriction is None else restriction.prior, st.x_obs,
+                                 lambda d, lq: likelihood_check(d, q, st, log_q=lq),
+                                 n=o.budget.n_samples, rng=st.rng,
+                                 min_ess_fraction=o.refine.min_ess_fraction),
                              options=o.refine, config=cfg, device=o.network.device, rng=st.rng,
                              theta_train=theta_train, x_train=x_train,
                              first_round=o.budget.total_simulations)
@@ -317,60 +320,6 @@ def restrict_prior(kind, args, st: _Stage, cfg):
                                           device=st.options.network.device)
 
 
-def defensive_check(posterior, region, st: _Stage, *, iterations: int = 4, good_ess: float = 0.1):
-    """The exact-likelihood check with the network mixed into wider proposals (no simulation).
-
-    First importance sampling from ``q/2 + r/2`` (``q`` the network at the
-    observation, ``r`` the restricted prior, or the prior), with the mixture's
-    density in the weights: they are bounded by ``2 p / r`` wherever ``q`` is
-    too small (Hesterberg 1995). While that check fails, a Student t is
-    refitted to the corrected draws in the prior's probit latent space and
-    the next sample comes from ``q/4 + r/4 + t/2`` (population Monte Carlo).
-    Every iteration is a complete importance sample of its own proposal (the
-    iterations are not pooled). Each costs one likelihood check.
-
-    Why: on a background-dominated spectrum (XMM-pn, powerlaw.norm 1e-6: 18
-    source counts under 300 background counts, wide priors) the posterior
-    fills a broad curved part of the prior, and the benchmark's network stayed
-    at ESS 0.2-2 % over five truncated rounds (106 s) before the exact chain
-    (194 s); a mixture and one refit passed in seconds.
-
-    Parameters
-    ----------
-    posterior : NeuralPosterior
-    region : TruncatedPrior or BoxPrior
-        Holds essentially all the posterior mass (the restriction, or the prior).
-    st : _Stage
-    iterations : int
-        Proposals tried at most.
-    good_ess : float
-        Stop at a passing check with at least this ESS fraction; otherwise
-        the passing check with the largest ESS is returned (the last one when
-        none passes).
-
-    Returns
-    -------
-    ImportanceResult
-    """
-    from xspec_sbi.inference.proposals import LatentStudentT, Mixture, NetworkAt
-    n = st.options.budget.n_samples
-    net = NetworkAt(posterior, st.x_obs)
-    proposal = Mixture((net, region), (0.5, 0.5))
-    best = None
-    for i in range(iterations):
-        draws = proposal.sample(n, rng=st.rng)
-        result = likelihood_check(draws, posterior, st, log_q=proposal.log_prob)
-        passed = check_passes(result, st.options.refine.min_ess_fraction)
-        if passed and (best is None or result.ess_fraction > best.ess_fraction):
-            best = result
-        # a pass at a few percent is kept, but a refitted t usually does far better
-        if passed and result.ess_fraction >= good_ess:
-            break
-        t = LatentStudentT.fit(st.box, result.theta)
-        proposal = Mixture((net, region, t), (0.25, 0.25, 0.5))
-    return result if best is None else best
-
-
 def likelihood_check(raw, posterior, st: _Stage, *, log_q=None):
     """Importance-weight the network's draws by the exact Poisson likelihood (PSIS, ESS, evidence).
 
@@ -380,7 +329,7 @@ def likelihood_check(raw, posterior, st: _Stage, *, log_q=None):
     ``Budget.check_seconds`` are weighed (never fewer than 1,000), and the
     corrected sample is resampled from them; ``st.checked`` records how many.
     ``log_q(theta) -> (n,)`` replaces the network's density when the draws
-    come from another proposal (:func:`defensive_check`).
+    come from another proposal (:func:`xspec_sbi.refine.defensive_check`).
     """
     n = len(raw)
     probe = min(20, n)

@@ -20,7 +20,7 @@ import numpy as np
 from xspec_sbi.inference.rounds import hpd_truncation
 from xspec_sbi.inference.training import simulate_training_set, train_npe
 
-__all__ = ["RoundRecord", "RefineOutcome", "check_passes", "refine"]
+__all__ = ["RoundRecord", "RefineOutcome", "check_passes", "defensive_check", "refine"]
 
 log = logging.getLogger("xspec_sbi")
 
@@ -78,6 +78,69 @@ class RefineOutcome:
 def check_passes(correction, min_ess_fraction: float) -> bool:
     """The exact-likelihood check passes: PSIS reliable and an ESS fraction good enough."""
     return bool(correction.reliable and correction.ess_fraction >= min_ess_fraction)
+
+
+def defensive_check(posterior, region, x_obs: np.ndarray, check: Callable, *, n: int,
+                    rng: np.random.Generator, min_ess_fraction: float, iterations: int = 4,
+                    good_ess: float = 0.1):
+    """The exact-likelihood check with the network mixed into wider proposals (no simulation).
+
+    First importance sampling from ``q/2 + r/2`` (``q`` the network at the
+    observation, ``r`` the restricted prior, or the prior), with the mixture's
+    density in the weights: they are bounded by ``2 p / r`` wherever ``q`` is
+    too small (Hesterberg 1995). While that check fails, a Student t is
+    refitted to the corrected draws in the prior's probit latent space and
+    the next sample comes from ``q/4 + r/4 + t/2`` (population Monte Carlo,
+    Cappe et al. 2004). Every iteration is a complete importance sample of
+    its own proposal (the iterations are not pooled); each costs one check.
+
+    Why: on a background-dominated spectrum (XMM-pn, powerlaw.norm 1e-6: 18
+    source counts under 300 background counts, wide priors) the posterior
+    fills a broad curved part of the prior, and the benchmark's network stayed
+    at ESS 0.2-2 % over five truncated rounds (106 s) before the exact chain
+    (194 s); a mixture and one refit passed in seconds.
+
+    Parameters
+    ----------
+    posterior : NeuralPosterior
+    region : TruncatedPrior or BoxPrior
+        Holds essentially all the posterior mass (the restriction, or the prior).
+    x_obs : ndarray (n_outputs,)
+    check : callable
+        ``check(draws, log_q) -> ImportanceResult``, ``log_q(theta) -> (n,)``
+        the proposal's log density.
+    n : int
+        Draws per iteration.
+    rng : numpy.random.Generator
+    min_ess_fraction : float
+        See :func:`check_passes`.
+    iterations : int
+        Proposals tried at most.
+    good_ess : float
+        Stop at a passing check with at least this ESS fraction; otherwise the
+        passing check with the largest ESS is returned (the last one when none
+        passes).
+
+    Returns
+    -------
+    ImportanceResult
+    """
+    from xspec_sbi.inference.proposals import LatentStudentT, Mixture, NetworkAt
+    net = NetworkAt(posterior, x_obs)
+    proposal = Mixture((net, region), (0.5, 0.5))
+    best = result = None
+    for _ in range(iterations):
+        draws = proposal.sample(n, rng=rng)
+        result = check(draws, proposal.log_prob)
+        passed = check_passes(result, min_ess_fraction)
+        if passed and (best is None or result.ess_fraction > best.ess_fraction):
+            best = result
+        # a pass at a few percent is kept, but a refitted t usually does far better
+        if passed and result.ess_fraction >= good_ess:
+            break
+        proposal = Mixture((net, region, LatentStudentT.fit(posterior.prior, result.theta)),
+                           (0.25, 0.25, 0.5))
+    return result if best is None else best
 
 
 def refine(posterior, correction, *, simulate: Callable, prior, proposal, x_obs: np.ndarray,
