@@ -6,7 +6,10 @@ network's draws fails. Each round's proposal is the user's prior truncated to
 the current posterior's highest-density region (intersected with the
 restricted prior), so the network keeps learning the posterior under the
 user's prior; it is retrained on every simulation so far, since all of them
-come from truncations of that prior that hold the posterior mass.
+come from truncations of that prior that hold the posterior mass. Before
+each round, :func:`defensive_check` tries the network mixed with the
+restricted prior (and a refitted Student t): exact draws for the cost of a
+check, no simulation. Rounds stop when the ESS stops improving.
 """
 from __future__ import annotations
 
