@@ -29,7 +29,7 @@ from xspec_sbi.inference.rounds import fit_multi_round
 from xspec_sbi.inference.training import simulate_training_set, train_npe
 from xspec_sbi.model import library
 from xspec_sbi.options import OptionError, RunOptions, check_prior, parse_restriction
-from xspec_sbi.refine import RoundRecord, check_passes, refine
+from xspec_sbi.refine import RoundRecord, check_passes, defensive_check, refine
 from xspec_sbi.result import RunRecord, SBIResult, TrustChecks, summarize
 from xspec_sbi.session import Session
 
@@ -157,11 +157,17 @@ def run(session: Session, prior=None, restrict="cstat", *, seed: int = 0, correc
                 out = refine(posterior, correction, simulate=simulate_fn, prior=box,
                              proposal=None if restriction is None else restriction.prior,
                              x_obs=st.x_obs, draw=draw, check=lambda r, q: likelihood_check(r, q, st),
+                             defensive=lambda q: defensive_check(
+                                 q, st.box if restriction is None else restriction.prior, st.x_obs,
+                                 lambda d, lq: likelihood_check(d, q, st, log_q=lq),
+                                 n=o.budget.n_samples, rng=st.rng,
+                                 min_ess_fraction=o.refine.min_ess_fraction),
                              options=o.refine, config=cfg, device=o.network.device, rng=st.rng,
                              theta_train=theta_train, x_train=x_train,
                              first_round=o.budget.total_simulations)
                 if out.rounds:
-                    posterior, raw, correction, x_train = out.posterior, out.raw, out.correction, out.x_train
+                    posterior, correction, x_train = out.posterior, out.correction, out.x_train
+                    raw = raw if out.raw is None else out.raw   # None: no round retrained
                     rounds = rounds + out.rounds
                 st.timed("refinement", t0)
             if correction.reliable:
@@ -314,7 +320,7 @@ def restrict_prior(kind, args, st: _Stage, cfg):
                                           device=st.options.network.device)
 
 
-def likelihood_check(raw, posterior, st: _Stage):
+def likelihood_check(raw, posterior, st: _Stage, *, log_q=None):
     """Importance-weight the network's draws by the exact Poisson likelihood (PSIS, ESS, evidence).
 
     The work is sized to its cost: when one statistic costs more than
@@ -322,6 +328,8 @@ def likelihood_check(raw, posterior, st: _Stage):
     time on the XSPEC path), only as many draws as fit in
     ``Budget.check_seconds`` are weighed (never fewer than 1,000), and the
     corrected sample is resampled from them; ``st.checked`` records how many.
+    ``log_q(theta) -> (n,)`` replaces the network's density when the draws
+    come from another proposal (:func:`xspec_sbi.refine.defensive_check`).
     """
     n = len(raw)
     probe = min(20, n)
@@ -335,7 +343,7 @@ def likelihood_check(raw, posterior, st: _Stage):
                  n_check, n, 1e3 * per_draw, per_draw * n_check)
     st.checked = n_check
     draws = raw[:n_check]
-    log_q = posterior.log_prob(draws, st.x_obs)
+    log_q = posterior.log_prob(draws, st.x_obs) if log_q is None else log_q(draws)
     log_prior = st.box.log_prob(draws)
     log_like = -0.5 * st.stat_fn(draws)   # in one call, as always: the probe only sized the work
     const = log_like_constant(st.sim, st.x_obs)
