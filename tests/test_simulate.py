@@ -1,6 +1,8 @@
 """fakeit: Poisson moments, background semantics, seeds, process pools, XSPEC settings."""
 import concurrent.futures as cf
 
+import time
+
 import numpy as np
 import pytest
 
@@ -99,6 +101,48 @@ def test_task_size_never_changes_the_spectra(simulator):
     plain = _InlineExecutor(None)
     got = simulate(simulator, theta, seed=9, executor=plain, chunk_size=block)
     assert np.array_equal(got, serial) and sum(plain.tasks) in (0, n - block)
+
+
+class _SlowPool(cf.Executor):
+    """A pool on a busy machine: its first wave runs slower than this process, the rest waits.
+
+    Queued tasks stay pending; the guard must take them back (a timer cancels them after
+    20 s so that a failure shows as wrong spectra rather than a hang).
+    """
+
+    def __init__(self, workers=2, delay=0.5):
+        self.seconds_per_spectrum = None
+        self.here_seconds_per_spectrum = None
+        self.wall_seconds_per_spectrum = None
+        self.workers, self.delay, self.ran = workers, delay, []
+
+    def submit(self, fn, *args):
+        import threading
+        fut = cf.Future()
+        if len(self.ran) < self.workers:
+            time.sleep(self.delay)
+            fut.set_result(fn(*args))
+            self.ran.append(args[1].shape[0])
+        else:
+            threading.Timer(20.0, lambda: fut.cancel() and fut.set_running_or_notify_cancel()).start()
+        return fut
+
+
+def test_a_pool_slower_than_this_process_gives_its_work_back(simulator):
+    rng = np.random.default_rng(3)
+    n, block = 6000, 100
+    theta = np.column_stack([rng.uniform(0.1, 0.3, n), rng.uniform(0.5, 2.5, n),
+                             10 ** rng.uniform(-1, 1, n)])
+    serial = simulate(simulator, theta, seed=4, chunk_size=block)
+    pool = _SlowPool()
+    got = simulate(simulator, theta, seed=4, executor=pool, chunk_size=block)
+    assert np.array_equal(got, serial)                 # taken-back blocks keep their seeds
+    assert len(pool.ran) == pool.workers and sum(pool.ran) < n - block
+    assert pool.wall_seconds_per_spectrum > pool.here_seconds_per_spectrum
+    # the next run knows the pool is slower here and does not use it
+    pool.ran = [None] * pool.workers                   # any further task would hang pending
+    again = simulate(simulator, theta, seed=4, executor=pool, chunk_size=block)
+    assert np.array_equal(again, serial) and pool.ran == [None] * pool.workers
 
 
 def test_counts_travel_as_compact_integers_without_loss():

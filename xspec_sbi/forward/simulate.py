@@ -344,6 +344,10 @@ class SimulatorPool(cf.ProcessPoolExecutor):
         self.workers = n
         #: Measured seconds per spectrum in a worker (None until a task has run); sizes tasks.
         self.seconds_per_spectrum: float | None = None
+        #: Measured seconds per spectrum in the calling process, and the pool's wall-clock
+        #: seconds per spectrum over its last run: the pool is left alone when it is slower.
+        self.here_seconds_per_spectrum: float | None = None
+        self.wall_seconds_per_spectrum: float | None = None
         super().__init__(max_workers=n, mp_context=multiprocessing.get_context("spawn"),
                          initializer=_install, initargs=(simulator, os.getpid()))
         try:
@@ -433,7 +437,11 @@ def simulate(simulator: Simulator, theta, seed, executor: cf.Executor | None = N
     :data:`IN_PROCESS_SECONDS` it stays in this process; otherwise a task
     carries as many consecutive blocks as take :data:`TASK_SECONDS`, but at
     most a quarter of each worker's share (so the workers finish together).
-    Neither choice changes a number: each block has its own generator.
+    A :class:`SimulatorPool` also keeps the cost measured here and its own
+    wall-clock rate: when a first wave of tasks (or its last run) went slower
+    than this process alone, the queued tasks are taken back and run here, so
+    the pool never loses to one process by more than one wave.
+    None of these choices changes a number: each block has its own generator.
     """
     theta = np.atleast_2d(np.asarray(theta, dtype=np.float64))
     if isinstance(executor, cf.ThreadPoolExecutor):
@@ -466,8 +474,15 @@ def simulate(simulator: Simulator, theta, seed, executor: cf.Executor | None = N
             here([0])
             cost = (time.perf_counter() - t0) / min(chunk_size, n)
             first = 1
+            if hasattr(executor, "here_seconds_per_spectrum"):
+                executor.here_seconds_per_spectrum = cost
         left = n - first * chunk_size
-        if left <= 0 or cost * left < IN_PROCESS_SECONDS:
+        # the pool never loses to this process: once its wall-clock rate was measured slower
+        # (a machine whose cores are busy elsewhere), the work stays here
+        cost_here = getattr(executor, "here_seconds_per_spectrum", None)
+        wall = getattr(executor, "wall_seconds_per_spectrum", None)
+        slower = cost_here is not None and wall is not None and wall >= cost_here
+        if left <= 0 or cost * left < IN_PROCESS_SECONDS or slower:
             here(range(first, len(starts)))
             return out
         workers = getattr(executor, "workers", None) or os.cpu_count() or 1
@@ -478,18 +493,40 @@ def simulate(simulator: Simulator, theta, seed, executor: cf.Executor | None = N
         payload = None if installed else simulator
         record = getattr(executor, "record_cost", None)
         futures = {}
+        t_submit = time.perf_counter()
         for k in range(first, len(starts), per_task):
             blocks = range(k, min(k + per_task, len(starts)))
             s, e = starts[blocks[0]], min(starts[blocks[-1]] + chunk_size, n)
             futures[executor.submit(_run_blocks, payload, theta[s:e],
-                                    [seeds[j] for j in blocks], chunk_size)] = s
-        for fut in cf.as_completed(futures):
-            s = futures[fut]
-            block, seconds = fut.result()
-            out[s:s + block.shape[0]] = block
-            if record is not None:
-                record(seconds, block.shape[0])
-            bar.update(block.shape[0])
+                                    [seeds[j] for j in blocks], chunk_size)] = (s, blocks)
+        pooled, finished, taken_back = 0, 0, []
+        pending = set(futures)
+        while pending:
+            done, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+            for fut in done:
+                if fut.cancelled():
+                    continue
+                s, _ = futures[fut]
+                block, seconds = fut.result()
+                out[s:s + block.shape[0]] = block
+                if record is not None:
+                    record(seconds, block.shape[0])
+                bar.update(block.shape[0])
+                pooled += block.shape[0]
+                finished += 1
+            if finished >= workers and cost_here is not None and not taken_back and pending \
+                    and (time.perf_counter() - t_submit) / pooled >= cost_here:
+                # a first wave done, slower than this process alone: queued tasks come back
+                # (a cancelled future is not waited for: only a pool's own thread reports it)
+                for fut in list(pending):
+                    if fut.cancel():
+                        taken_back.append(futures[fut][1])
+                        pending.discard(fut)
+        wall_rate = (time.perf_counter() - t_submit) / max(pooled, 1)
+        if hasattr(executor, "wall_seconds_per_spectrum") and pooled:
+            executor.wall_seconds_per_spectrum = wall_rate
+        for blocks in taken_back:
+            here(blocks)
         return out
     finally:
         bar.close()
