@@ -86,12 +86,13 @@ def cmd_apply(args) -> int:
     # the output folder is taken (and locked) before the spectra are read: an existing one
     # is refused at once, and a refusal below leaves nothing behind
     with output_folder(args.out, "--out", args.overwrite) as out:
-        x, labels, counts, posterior, sessions = _read_spectra(args, setup, model, box, cfg)
+        x, labels, counts, posterior, sessions, differences = _read_spectra(args, setup, model,
+                                                                            box, cfg)
         flags = _ood(reference, x, labels, args.strict)
         times, axis_label = _times(args.times, args.spectra)
         log.info("%d spectra of %s; sampling %d posterior draws each", len(x), model.expression,
                  args.samples)
-        checked = _draws(posterior, sessions, box, x, labels, args)
+        checked = _draws(posterior, sessions, box, x, labels, args, differences)
         samples = checked.samples
         summaries = [summarize(box.names, s) for s in samples]
         _write_tracks_csv(out / "tracks.csv", labels, times, axis_label, counts, summaries, box,
@@ -106,41 +107,112 @@ def cmd_apply(args) -> int:
     return 0
 
 
+def _own_arf(spec: str) -> str:
+    """The NICER ARF a spectrum names (ANCRFILE), beside the file when the path is relative."""
+    from xspec_sbi.data.ogip import OGIPError, header_keywords
+    bare = re.sub(r"\{[^{}]*\}\s*$", "", str(spec))
+    try:
+        name = str(header_keywords(bare, ("ANCRFILE",), "SPECTRUM").get("ANCRFILE") or "").strip()
+    except OGIPError as exc:
+        raise CommandError(f"--nicer-like-arf header: {exc}") from None
+    if not name or name.lower() == "none":
+        raise CommandError(f"{spec}: no ANCRFILE keyword; --nicer-like-arf header needs one "
+                           "(or give the ARF: --nicer-like-arf ARF)")
+    path = Path(name) if Path(name).is_absolute() else Path(bare).parent / name
+    if not path.is_file():
+        raise CommandError(f"{spec}: ANCRFILE={name} not found ({path})")
+    return str(path)
+
+
+def _session_of(spectra, model, setup, nicer_like_arf):
+    return build_session(spectra, model, ignore=setup["ignore"], notice=setup["notice"],
+                         abund=setup["abund"], xsect=setup["xsect"], respfile=setup["respfile"],
+                         arffile=setup["arffile"], backfile=setup["backfile"],
+                         nicer_like_arf=nicer_like_arf, group=setup.get("group"))
+
+
+def _training_session(setup, model):
+    """The training spectrum's session, rebuilt from setup.json (None when its file is gone)."""
+    spectra = setup["training_spectra"]
+    bare = re.sub(r"\{[^{}]*\}\s*$", "", spectra[0])
+    if not Path(bare).is_file() or (setup["nicer_like_arf"] and not Path(setup["nicer_like_arf"]).is_file()):
+        return None
+    return _session_of(spectra, model, setup, setup["nicer_like_arf"])
+
+
 def _read_spectra(args, setup, model, box, cfg):
-    """Observed vectors, labels, counts of the spectra, and the posterior their set-up loads."""
+    """Observed vectors, labels, counts, the posterior, sessions and set-up differences.
+
+    A spectrum whose set-up differs from the training spectrum's only in what
+    the exact likelihood accounts for (exposure, ARF or RMF values, scales,
+    background) is accepted and its differences are returned in words; one
+    the network cannot read (other bins, another model or statistic) is
+    refused naming the property.
+    """
     from tqdm.auto import tqdm
 
+    from xspec_sbi.amortized import SetupError, setup_differences
     from xspec_sbi.api import network_fingerprint
     from xspec_sbi.inference.config import FingerprintMismatch
+    from xspec_sbi.inference.persistence import fingerprint_differences
     xs, fps, labels, counts, props, sessions = [], [], [], [], [], []
     quiet = log.getEffectiveLevel() > logging.INFO
+    arf = getattr(args, "nicer_like_arf", None)
+    if arf is not None and arf != "header" and not Path(arf).is_file():
+        raise CommandError(f"--nicer-like-arf {arf}: file not found")
     for spec in tqdm(args.spectra, desc="reading spectra", disable=quiet or len(args.spectra) < 20,
                      leave=False):
-        session = build_session([spec], model, ignore=setup["ignore"], notice=setup["notice"],
-                                abund=setup["abund"], xsect=setup["xsect"],
-                                respfile=setup["respfile"], arffile=setup["arffile"],
-                                backfile=setup["backfile"], nicer_like_arf=setup["nicer_like_arf"])
+        own = setup["nicer_like_arf"] if arf is None else _own_arf(spec) if arf == "header" else arf
+        session = _session_of([spec], model, setup, own)
         fps.append(network_fingerprint(session, box, cfg))
         xs.append(session.observed())
         labels.append(session.spectra[0].label)
         counts.append(float(session.spectra[0].binned_counts().sum()))
         props.append(spectrum_properties(session.spectra[0]))
         sessions.append(session)
+    training = _training_session(setup, model)
+    differences = [()] * len(fps)
+    if training is None:
+        # without the training file the set-ups cannot be compared: only the training set-up
+        log.info("%s: not found; spectra must share its set-up exactly", setup["training_spectra"][0])
+        wanted = fps[0]
+    else:
+        wanted = network_fingerprint(training, box, cfg)
+        template = training.spectra[0]
+        for i, fp in enumerate(fps):
+            differ = fingerprint_differences(wanted, fp)
+            if not differ:
+                continue
+            try:   # first: what the network cannot read (bins, background), named
+                words = setup_differences(template, sessions[i].spectra[0])
+            except SetupError as exc:
+                raise CommandError(f"{exc}; the network was trained on {template.label}") from None
+            if differ != ["spectra_setup"]:
+                raise CommandError(_refusal(labels[i], FingerprintMismatch(
+                    f"fingerprint differs in [{', '.join(differ)}]"), setup, props[i]))
+            saved = (setup.get("spectrum_properties") or [None])[0]
+            differences[i] = tuple(words or (property_differences(saved, props[i]) if saved else ())
+                                   or ("response, scales or background (values; same bins)",))
+            log.info("%s: set-up differs from the training spectrum's: %s; weighted by its own "
+                     "exact likelihood", labels[i], "; ".join(differences[i]))
     posterior = None
     groups: dict[str, list[int]] = {}
-    for i, fp in enumerate(fps):
+    for i, fp in enumerate(fps if training is None else [wanted]):
         groups.setdefault(json.dumps(fp, sort_keys=True, default=str), []).append(i)
     for key, members in groups.items():
         try:
             posterior = _load_posterior(args.network, json.loads(key), args.device)
         except FingerprintMismatch as exc:
+            if training is not None:
+                raise CommandError(f"{args.network}: the training spectrum {template.label} (or "
+                                   f"its ARF) changed since the network was saved ({exc})") from None
             first = members[0]
             label = labels[first] + (f" (and {len(members) - 1} more)" if len(members) > 1 else "")
             raise CommandError(_refusal(label, exc, setup, props[first])) from None
-    return np.stack(xs), labels, counts, posterior, sessions
+    return np.stack(xs), labels, counts, posterior, sessions, differences
 
 
-def _draws(posterior, sessions, box, x, labels, args):
+def _draws(posterior, sessions, box, x, labels, args, differences=()):
     """The network's draws of every spectrum, each weighted by its own exact likelihood.
 
     Spectra whose check fails are named (their draws are the network's, flagged in
@@ -149,7 +221,8 @@ def _draws(posterior, sessions, box, x, labels, args):
     from xspec_sbi.amortized import amortized_posteriors
     out = amortized_posteriors(posterior, sessions[0].simulator(), box, x, n_samples=args.samples,
                                seed=args.seed, correct=args.correct, labels=labels,
-                               simulators=[s.simulator() for s in sessions])
+                               simulators=[s.simulator() for s in sessions],
+                               differences=differences)
     if out.corrected:
         log.info("%s", out.summary())
         for label in out.flagged:
@@ -213,7 +286,8 @@ def _write_tracks_csv(path, labels, times, axis_label, counts, summaries, box, f
     head = ["spectrum", "time_s" if axis_label.startswith("time") else "index", "counts"]
     for n in box.names:
         head += [f"{n}_median", f"{n}_lo68", f"{n}_hi68"]
-    w.writerow(head + ["ess_fraction", "pareto_k", "likelihood_check", "out_of_distribution"])
+    w.writerow(head + ["ess_fraction", "pareto_k", "likelihood_check", "out_of_distribution",
+                       "setup"])
     for i, (label, t, n, summ, flag) in enumerate(zip(labels, times, counts, summaries, flags)):
         row = [label, f"{t:.6f}", f"{n:.0f}"]
         for s in summ:
@@ -223,7 +297,8 @@ def _write_tracks_csv(path, labels, times, axis_label, counts, summaries, box, f
             check = [f"{checked.ess_fraction[i]:.4g}", f"{checked.pareto_k[i]:.3g}", state]
         else:
             check = ["", "", "not computed (--no-correct)"]
-        w.writerow(row + check + [flag])
+        differ = checked.differences[i] if i < len(checked.differences) else ()
+        w.writerow(row + check + [flag, "; ".join(differ) if differ else "training set-up"])
     Path(path).write_text(buf.getvalue())   # inside the command's temporary folder
 
 

@@ -85,7 +85,7 @@ def prepare(args) -> Prepared:
     session = build_session(args.spectra, model, ignore=args.ignore, notice=args.notice,
                             abund=args.abund, xsect=args.xsect, respfile=args.respfile,
                             arffile=args.arffile, backfile=args.backfile,
-                            nicer_like_arf=args.nicer_like_arf)
+                            nicer_like_arf=args.nicer_like_arf, group=args.group)
     describe(session, box)
     cfg = _npe_config(args)
     log.debug("  network: %s", cfg)

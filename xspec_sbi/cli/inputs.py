@@ -97,8 +97,15 @@ def _check_nicer_arf(path: str) -> None:
 
 
 def build_session(spectra, model, *, ignore, notice, abund, xsect, respfile, arffile, backfile,
-                  nicer_like_arf):
-    """The session of the given PHA files, with the options' response, background and channels."""
+                  nicer_like_arf, group=None):
+    """The session of the given PHA files, with the options' response, background and channels.
+
+    ``group`` (channels a bin, ``--group``) replaces each file's GROUPING column
+    before ``ignore``/``notice``, keeping its QUALITY, as ``ftgrouppha
+    grouptype=constant`` would.
+    """
+    from dataclasses import replace
+
     from xspec_sbi.session import Session
     response = None
     if nicer_like_arf:
@@ -109,9 +116,18 @@ def build_session(spectra, model, *, ignore, notice, abund, xsect, respfile, arf
         response = nicer_like_response(nicer_like_arf)
     for s in spectra:
         _check_spectrum_path(str(s))
-    session = Session.from_files(list(spectra), model, ignore=ignore, notice=notice,
-                                 respfile=respfile, ancrfile=arffile, backfile=backfile,
-                                 response=response, abund=abund, xsect=xsect)
+    session = Session.from_files(list(spectra), model, ignore=None if group else ignore,
+                                 notice=None if group else notice, respfile=respfile,
+                                 ancrfile=arffile, backfile=backfile, response=response,
+                                 abund=abund, xsect=xsect)
+    if group:
+        from xspec_sbi.presets.nicer import paper_grouping
+        regrouped = []
+        for s in session.spectra:
+            s = replace(s, grouping=paper_grouping(s.n_channels, int(group)), noticed=None)
+            s = s.ignore(ignore) if ignore else s
+            regrouped.append(s.notice(notice) if notice else s)
+        session = replace(session, spectra=tuple(regrouped))
     check_counts(session)
     return session
 
