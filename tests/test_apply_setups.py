@@ -96,7 +96,7 @@ def test_apply_weights_another_arf_and_exposure_by_their_own_likelihood(toy, net
     rows = _rows(out)
     assert rows[0]["setup"] == "training set-up"
     assert rows[1]["setup"] == "ARF differs by at most 1 %"
-    assert rows[2]["setup"] == "exposure x 1.05 (105 s against 100 s)"
+    assert rows[2]["setup"].startswith("exposure x 1.05 (105 s against 100 s)")
     assert "long.pha: set-up differs from the training spectrum's: exposure x 1.05" in err
     # each spectrum judged by its own likelihood (the network reads the longer one's counts as
     # a brighter source): the weighted posterior agrees with the spectrum's own exact chain

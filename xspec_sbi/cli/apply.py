@@ -86,13 +86,13 @@ def cmd_apply(args) -> int:
     # the output folder is taken (and locked) before the spectra are read: an existing one
     # is refused at once, and a refusal below leaves nothing behind
     with output_folder(args.out, "--out", args.overwrite) as out:
-        x, labels, counts, posterior, sessions, differences = _read_spectra(args, setup, model,
-                                                                            box, cfg)
+        x, labels, counts, posterior, sessions, differences, factors = _read_spectra(
+            args, setup, model, box, cfg)
         flags = _ood(reference, x, labels, args.strict)
         times, axis_label = _times(args.times, args.spectra)
         log.info("%d spectra of %s; sampling %d posterior draws each", len(x), model.expression,
                  args.samples)
-        checked = _draws(posterior, sessions, box, x, labels, args, differences)
+        checked = _draws(posterior, sessions, box, x, labels, args, differences, factors)
         samples = checked.samples
         summaries = [summarize(box.names, s) for s in samples]
         _write_tracks_csv(out / "tracks.csv", labels, times, axis_label, counts, summaries, box,
@@ -151,7 +151,7 @@ def _read_spectra(args, setup, model, box, cfg):
     """
     from tqdm.auto import tqdm
 
-    from xspec_sbi.amortized import SetupError, setup_differences
+    from xspec_sbi.amortized import SetupError, exposure_note, setup_differences
     from xspec_sbi.api import network_fingerprint
     from xspec_sbi.inference.config import FingerprintMismatch
     from xspec_sbi.inference.persistence import fingerprint_differences
@@ -193,6 +193,10 @@ def _read_spectra(args, setup, model, box, cfg):
             saved = (setup.get("spectrum_properties") or [None])[0]
             differences[i] = tuple(words or (property_differences(saved, props[i]) if saved else ())
                                    or ("response, scales or background (values; same bins)",))
+            note = exposure_note(cfg, sessions[i].spectra[0].exposure / template.exposure)
+            if note:
+                differences[i] = tuple(f"{d} ({note})" if d.startswith("exposure x") else d
+                                       for d in differences[i])
             log.info("%s: set-up differs from the training spectrum's: %s; weighted by its own "
                      "exact likelihood", labels[i], "; ".join(differences[i]))
     posterior = None
@@ -209,10 +213,12 @@ def _read_spectra(args, setup, model, box, cfg):
             first = members[0]
             label = labels[first] + (f" (and {len(members) - 1} more)" if len(members) > 1 else "")
             raise CommandError(_refusal(label, exc, setup, props[first])) from None
-    return np.stack(xs), labels, counts, posterior, sessions, differences
+    exposure = (training or sessions[0]).spectra[0].exposure
+    factors = [s.spectra[0].exposure / exposure for s in sessions]
+    return np.stack(xs), labels, counts, posterior, sessions, differences, factors
 
 
-def _draws(posterior, sessions, box, x, labels, args, differences=()):
+def _draws(posterior, sessions, box, x, labels, args, differences=(), factors=None):
     """The network's draws of every spectrum, each weighted by its own exact likelihood.
 
     Spectra whose check fails are named (their draws are the network's, flagged in
@@ -222,7 +228,7 @@ def _draws(posterior, sessions, box, x, labels, args, differences=()):
     out = amortized_posteriors(posterior, sessions[0].simulator(), box, x, n_samples=args.samples,
                                seed=args.seed, correct=args.correct, labels=labels,
                                simulators=[s.simulator() for s in sessions],
-                               differences=differences)
+                               differences=differences, exposure_factors=factors)
     if out.corrected:
         log.info("%s", out.summary())
         for label in out.flagged:

@@ -67,6 +67,13 @@ def _npe_config(args):
     chosen = {"max_epochs": args.max_epochs}
     if args.estimator:
         chosen["estimator"] = args.estimator
+    if getattr(args, "exposure_range", None):
+        try:
+            NPEConfig(exposure_range=tuple(args.exposure_range))
+        except ValueError as exc:   # the library names its field: say the option
+            raise UsageError(f"--exposure-range {' '.join(f'{v:g}' for v in args.exposure_range)}: "
+                             f"{str(exc).split(': ', 1)[-1]}") from None
+        chosen["exposure_range"] = tuple(args.exposure_range)
     return NPEConfig(**chosen)
 
 

@@ -179,6 +179,10 @@ def _setup_options(p: argparse.ArgumentParser) -> None:
                    help="flow: cmaf (default: calibrated conditional MAF), zuko_maf, maf, nsf, ... "
                         "(see NPEConfig)")
     s.add_argument("--max-epochs", type=_POSITIVE, default=1000, metavar="N", help="training epochs at most")
+    s.add_argument("--exposure-range", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                   help="train over exposures: each simulation's exposure is the spectrum's "
+                        "times a factor drawn log-uniformly in LOW-HIGH (holding 1), given to "
+                        "the network, so that apply serves spectra of other exposures, e.g. 0.25 4")
     s.add_argument("--seed", type=_SEED, default=0, metavar="N", help="seeds every random draw of the run")
     s.add_argument("--workers", type=_POSITIVE, metavar="N", help="simulation processes (default: all cores)")
     s.add_argument("--executor", metavar="dask://HOST:PORT",

@@ -80,11 +80,37 @@ class NeuralPosterior:
     # -- helpers ------------------------------------------------------------
     def _condition(self, x: np.ndarray) -> torch.Tensor:
         x = np.asarray(x, dtype=float)
-        if x.ndim != 2 or x.shape[1] != self.features.n_bins:
-            raise NPEError(
-                f"x must have shape (m, {self.features.n_bins}) counts, got {x.shape}"
-            )
-        return torch.from_numpy(self.features.apply(x)).to(self.device)
+        f = self.features
+        if x.ndim == 2 and f.extra == 1 and x.shape[1] == f.n_bins:
+            x = self.with_exposure(x, 1.0)   # counts alone: the training spectrum's exposure
+        if x.ndim != 2 or x.shape[1] != f.n_inputs:
+            what = (f"(m, {f.n_bins} + 1): counts, then log exposure factor," if f.extra
+                    else f"(m, {f.n_bins}) counts,")
+            raise NPEError(f"x must have shape {what} got {x.shape}")
+        return torch.from_numpy(f.apply(x)).to(self.device)
+
+    def with_exposure(self, x: np.ndarray, exposure_factor) -> np.ndarray:
+        """Counts ``x`` (m, n_bins) with the input an exposure-conditioned network reads.
+
+        Parameters
+        ----------
+        x : (n_bins,) or (m, n_bins) ndarray, counts
+        exposure_factor : float or (m,) ndarray
+            Each observation's exposure over the training spectrum's (s / s).
+
+        Returns
+        -------
+        (m, n_bins + 1) ndarray
+            The counts, then ``log(exposure_factor)``; ``x`` unchanged for a
+            network trained at one exposure (``config.exposure_range`` None).
+        """
+        xs = np.atleast_2d(np.asarray(x, dtype=float))
+        if self.features.extra == 0:
+            return xs
+        f = np.broadcast_to(np.asarray(exposure_factor, dtype=float), (len(xs),))
+        if np.any(~(f > 0)):
+            raise NPEError(f"exposure_factor {f.tolist()}: must be > 0")
+        return np.concatenate([xs, np.log(f)[:, None]], axis=1)
 
     def _theta_from_s(self, s: np.ndarray) -> np.ndarray:
         theta = from_latent(self.prior, s * self.z_std + self.z_mean, self.config.theta_map)
