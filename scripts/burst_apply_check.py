@@ -32,6 +32,7 @@ def main(argv=None) -> int:
                     / "shared" / "data")
     ap.add_argument("--chain-length", type=int, default=50_000)
     ap.add_argument("--refine", action="store_true")
+    ap.add_argument("--reuse", action="store_true", help="keep OUT/net when it exists")
     a = ap.parse_args(argv)
     from xspec_sbi.cli import main as cli
     from xspec_sbi.presets.table1 import table1_frozen, table1_prior
@@ -41,9 +42,9 @@ def main(argv=None) -> int:
     model += [x for k, v in table1_frozen(3).items() for x in ("--freeze", f"{k}={v}")]
     model += [x for k, (kind, lo, hi) in table1_prior(3).items()
               for x in ("--prior", f"{k}={kind}:{lo}:{hi}")]
-    net, tracks = a.out / "net", a.out / "tracks"
+    net, tracks = a.out / "net", a.out / ("tracks_refine" if a.refine else "tracks")
     t0 = time.perf_counter()
-    code = cli.main(["train", str(files[0]), *model, "--nicer-like-arf", str(nicer / "b_004_0.25s.arf"),
+    code = 0 if a.reuse and net.is_dir() else cli.main(["train", str(files[0]), *model, "--nicer-like-arf", str(nicer / "b_004_0.25s.arf"),
                      "--restrict", "counts:100-10000", "--sims", str(a.sims), "--save-network",
                      str(net), "--overwrite", "--workers", "1"])
     t_train = time.perf_counter() - t0
@@ -70,7 +71,7 @@ def main(argv=None) -> int:
             "sbi": {n: [float(x) for x in (m[j], lo[j], hi[j])] for j, n in enumerate(names)},
             "median_diff_sd": {n: float((m[j] - median[j]) / sd[j]) for j, n in enumerate(names)},
             "width_ratio": {n: float((hi[j] - lo[j]) / width[j]) for j, n in enumerate(names)}}
-    (a.out / "burst_check.json").write_text(json.dumps(report, indent=1))
+    (a.out / f"burst_check{'_refine' if a.refine else ''}.json").write_text(json.dumps(report, indent=1))
     print(json.dumps(report, indent=1))
     return 0
 

@@ -116,3 +116,68 @@ def test_apply_refuses_another_grouping_naming_the_bins(toy, network, tmp_path, 
     assert "\n" not in line
     assert str(other) in line and "6 noticed bins, the network reads 12" in line
     assert not (tmp_path / "t").exists()
+
+
+@pytest.fixture(scope="module")
+def exposure_network(toy, tmp_path_factory):
+    net = tmp_path_factory.mktemp("netexp") / "net"
+    train = _spectrum(toy, "train.pha", 1)
+    code = cli.main([str(a) for a in ["train", train, *SETUP, "--sims", 1200, "--exposure-range",
+                                      0.25, 4, "--save-network", net, "--samples", 200]])
+    assert code == 0
+    return net
+
+
+def test_other_exposures_with_and_without_the_exposure_conditioned_network(
+        toy, network, exposure_network, tmp_path, capsys):
+    short = _spectrum(toy, "short.pha", 7, exposure=40.0)
+    longer = _spectrum(toy, "triple.pha", 8, exposure=300.0)
+    # trained at 100 s only: the 3x spectrum's counts read as a 3x brighter source, and its
+    # own exact likelihood says so (the check fails: flagged, not passed off as its posterior)
+    code, _, err = run(["apply", network, longer, "--out", tmp_path / "fixed", "-q"], capsys)
+    assert code == 0, err
+    assert _rows(tmp_path / "fixed")[0]["likelihood_check"] == "failed"
+    # trained over 0.25-4x: the network reads each exposure and both agree with their chains
+    out = tmp_path / "conditioned"
+    code, _, err = run(["apply", exposure_network, short, longer,
+                        "--samples", 2000, "--out", out], capsys)
+    assert code == 0, err
+    rows = _rows(out)
+    assert rows[0]["setup"] == ("exposure x 0.4 (40 s against 100 s), read by the network "
+                                "(trained over exposure x 0.25-4)")
+    npz = np.load(out / "samples.npz")
+    for row, path, draws in zip(rows, (short, longer), npz["samples"]):
+        assert row["likelihood_check"] == "passed"
+        assert float(row["ess_fraction"]) > 0.15
+        median, sd = _exact_median(path)
+        assert np.all(np.abs(np.median(draws, axis=0) - median) < 0.25 * sd)
+    # a factor outside the range is said to be an extrapolation
+    far = _spectrum(toy, "far.pha", 9, exposure=800.0)
+    code, _, err = run(["apply", exposure_network, far, "--out", tmp_path / "far"], capsys)
+    assert code == 0, err
+    assert "outside the network's exposure range 0.25-4" in _rows(tmp_path / "far")[0]["setup"]
+
+
+def test_exposure_range_option_is_checked_naming_it(toy, tmp_path, capsys):
+    train = _spectrum(toy, "train.pha", 1)
+    code, _, err = run(["train", train, *SETUP, "--exposure-range", 2, 4, "--save-network",
+                        tmp_path / "n"], capsys)
+    assert code == 2
+    assert "--exposure-range 2 4" in err and "0 < LOW <= 1 <= HIGH" in err
+
+
+def test_refine_runs_rounds_on_the_flagged_spectrum_only(toy, network, tmp_path, capsys):
+    same = _spectrum(toy, "same_r.pha", 12)
+    longer = _spectrum(toy, "triple_r.pha", 8, exposure=300.0)
+    out = tmp_path / "refined"
+    code, _, err = run(["apply", network, same, longer, "--refine", "--samples", 2000,
+                        "--out", out, "--times", "index"], capsys)
+    assert code == 0, err
+    rows = _rows(out)
+    assert rows[0]["refine_rounds"] == ""          # its check passed: no round
+    assert rows[1]["refine_rounds"].endswith("passed)")
+    assert "triple_r.pha: round 1 (trained, " in err
+    assert rows[1]["likelihood_check"] == "passed"
+    median, sd = _exact_median(longer)
+    draws = np.load(out / "samples.npz")["samples"][1]
+    assert np.all(np.abs(np.median(draws, axis=0) - median) < 0.25 * sd)

@@ -101,11 +101,11 @@ def exposure_note(config, factor: float) -> str:
     if np.isclose(factor, 1.0, rtol=1e-9):
         return ""
     if rng_ is None:
-        return "network trained at the training exposure: the exact likelihood judges"
+        return "network trained at one exposure: judged by the exact likelihood alone"
     lo, hi = rng_
     if not lo * (1 - 1e-9) <= factor <= hi * (1 + 1e-9):
-        return (f"outside the network's exposure range {lo:g}-{hi:g}: an extrapolation, the "
-                "exact likelihood judges")
+        return (f"outside the network's exposure range {lo:g}-{hi:g} (an extrapolation, "
+                "judged by the exact likelihood)")
     return f"read by the network (trained over exposure x {lo:g}-{hi:g})"
 
 

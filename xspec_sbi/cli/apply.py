@@ -93,10 +93,13 @@ def cmd_apply(args) -> int:
         log.info("%d spectra of %s; sampling %d posterior draws each", len(x), model.expression,
                  args.samples)
         checked = _draws(posterior, sessions, box, x, labels, args, differences, factors)
+        rounds = [""] * len(labels)
+        if getattr(args, "refine", False) and checked.flagged:
+            checked, rounds = _refine(posterior, sessions, box, x, factors, checked, args, setup)
         samples = checked.samples
         summaries = [summarize(box.names, s) for s in samples]
         _write_tracks_csv(out / "tracks.csv", labels, times, axis_label, counts, summaries, box,
-                          flags, checked)
+                          flags, checked, rounds)
         _plot_tracks(out / "tracks.png", times, axis_label, summaries, box, model.expression)
         with open(out / "samples.npz", "wb") as fh:
             np.savez(fh, names=np.array(box.names), spectra=np.array(labels), times=times,
@@ -195,7 +198,7 @@ def _read_spectra(args, setup, model, box, cfg):
                                    or ("response, scales or background (values; same bins)",))
             note = exposure_note(cfg, sessions[i].spectra[0].exposure / template.exposure)
             if note:
-                differences[i] = tuple(f"{d} ({note})" if d.startswith("exposure x") else d
+                differences[i] = tuple(f"{d}, {note}" if d.startswith("exposure x") else d
                                        for d in differences[i])
             log.info("%s: set-up differs from the training spectrum's: %s; weighted by its own "
                      "exact likelihood", labels[i], "; ".join(differences[i]))
@@ -236,6 +239,57 @@ def _draws(posterior, sessions, box, x, labels, args, differences=(), factors=No
                         "point is the network's answer, not the posterior: fit it with "
                         "'xspec-sbi fit %s --network NETWORK'", label, label)
     return out
+
+
+def _refine(posterior, sessions, box, x, factors, checked, args, setup):
+    """The adaptive loop (as ``fit``) on each spectrum whose check failed, on its own set-up.
+
+    A failed check means the network's draws miss that spectrum's posterior,
+    so its highest-density region is no safe truncation to refine from. Each
+    flagged spectrum is run as ``xspec-sbi fit`` would: the prior restricted
+    by its exact C-stat (``cstat:0.25``, a truncation that holds the
+    posterior mass), a network of its own set-up trained on the training
+    run's number of simulations, then refinement rounds while the check fails
+    and, when the rounds' budget is spent, an exact chain started from the
+    network's draws (the answer is then never draws known to be wrong).
+
+    Returns
+    -------
+    (AmortizedPosteriors, list of str)
+        The results with the refined spectra replaced, and per spectrum the
+        rounds run (``""`` for a spectrum that needed none).
+    """
+    from dataclasses import replace
+
+    from xspec_sbi.api import sbi_fit
+    cfg = replace(posterior.config, exposure_range=None)   # this spectrum's own network
+    n_sims = int((setup.get("settings") or {}).get("n_simulations") or 10_000)
+    prior = {k: tuple(v) if isinstance(v, list) else v for k, v in setup["prior"].items()}
+    samples, ess = checked.samples.copy(), checked.ess_fraction.copy()
+    k, ok = checked.pareto_k.copy(), checked.reliable.copy()
+    rounds = [""] * len(sessions)
+    for i in [j for j, good in enumerate(checked.reliable) if not good]:
+        label = checked.labels[i]
+        log.info("%s: the check failed (ESS %.1f%%, Pareto k %.2f): the adaptive loop on this "
+                 "spectrum", label, 100 * checked.ess_fraction[i], checked.pareto_k[i])
+        r = sbi_fit(sessions[i], prior=prior, restrict="cstat:0.25", n_simulations=n_sims,
+                    n_samples=args.samples, correct=True, mcmc=False, seed=args.seed + i,
+                    workers=1, config=cfg, device=args.device, progress=False)
+        for rec in r.rounds:
+            log.info("%s: %s", label, rec)
+        how = {"corrected": "passed", "chain": "exact chain (check still failed)"}.get(
+            r.samples_source, "failed")
+        rounds[i] = (f"{len(r.rounds)} ({sum(rec.simulations for rec in r.rounds)} simulations, "
+                     f"{how})")
+        if r.correction is not None:
+            ess[i], k[i] = r.correction.ess_fraction, r.correction.pareto_k
+        ok[i] = r.samples_source in ("corrected", "chain")
+        if ok[i]:
+            samples[i] = r.samples[:args.samples]
+        else:
+            log.warning("%s: still unreliable after the adaptive loop; its draws are the network's",
+                        label)
+    return replace(checked, samples=samples, ess_fraction=ess, pareto_k=k, reliable=ok), rounds
 
 
 def _ood(reference, x, labels, strict: bool) -> list[str]:
@@ -286,14 +340,16 @@ def _times(mode, spectra):
     return t - t0, f"time since {t0:.3f} s (mission time, mid-exposure)"
 
 
-def _write_tracks_csv(path, labels, times, axis_label, counts, summaries, box, flags, checked):
+def _write_tracks_csv(path, labels, times, axis_label, counts, summaries, box, flags, checked,
+                      rounds=None):
     buf = io.StringIO()
     w = csv.writer(buf)
     head = ["spectrum", "time_s" if axis_label.startswith("time") else "index", "counts"]
     for n in box.names:
         head += [f"{n}_median", f"{n}_lo68", f"{n}_hi68"]
     w.writerow(head + ["ess_fraction", "pareto_k", "likelihood_check", "out_of_distribution",
-                       "setup"])
+                       "setup", "refine_rounds"])
+    rounds = rounds or [""] * len(labels)
     for i, (label, t, n, summ, flag) in enumerate(zip(labels, times, counts, summaries, flags)):
         row = [label, f"{t:.6f}", f"{n:.0f}"]
         for s in summ:
@@ -304,7 +360,8 @@ def _write_tracks_csv(path, labels, times, axis_label, counts, summaries, box, f
         else:
             check = ["", "", "not computed (--no-correct)"]
         differ = checked.differences[i] if i < len(checked.differences) else ()
-        w.writerow(row + check + [flag, "; ".join(differ) if differ else "training set-up"])
+        w.writerow(row + check + [flag, "; ".join(differ) if differ else "training set-up",
+                                  rounds[i]])
     Path(path).write_text(buf.getvalue())   # inside the command's temporary folder
 
 
