@@ -181,3 +181,22 @@ def test_refine_runs_rounds_on_the_flagged_spectrum_only(toy, network, tmp_path,
     median, sd = _exact_median(longer)
     draws = np.load(out / "samples.npz")["samples"][1]
     assert np.all(np.abs(np.median(draws, axis=0) - median) < 0.25 * sd)
+
+
+def test_fit_with_a_network_of_another_setup_is_checked_by_its_own_likelihood(toy, network,
+                                                                              tmp_path, capsys):
+    arf = _spectrum(toy, "arf_fit.pha", 13, arf="toy_plus1.arf")
+    out = tmp_path / "report"
+    loud = [a for a in SETUP if a != "-q"]
+    code, stdout, err = run(["fit", arf, *loud, "--network", network, "--no-mcmc", "--samples",
+                             2000, "--out", out], capsys)
+    assert code == 0, err
+    assert "set-up differs from the network's training spectrum" in err
+    assert "ARF differs by at most 1 %" in err
+    import json
+    summary = json.loads((out / "summary.json").read_text())
+    median, sd = _exact_median(arf)
+    params = summary["parameters"]
+    got = [params[n]["median"] for n in ("powerlaw.PhoIndex", "powerlaw.norm")] \
+        if isinstance(params, dict) else [p["median"] for p in params]
+    assert np.all(np.abs(np.asarray(got) - median) < 0.25 * sd)

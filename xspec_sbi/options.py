@@ -102,8 +102,9 @@ class NetworkOptions:
         default: its measured choice. Refused together with ``config``.
     config : NPEConfig, optional
         Every estimator setting at once.
-    load : path, optional
-        A network folder saved by an earlier run; its set-up must match.
+    load : path or NeuralPosterior, optional
+        A network folder saved by an earlier run; its set-up must match. A
+        posterior object is used as it is (its caller checked the set-up).
     save : path, optional
         Save the trained network there.
     overwrite : bool

@@ -258,6 +258,9 @@ def _network(st: _Stage, cfg, fingerprint, restrict):
     None for a loaded network and for multi-round training.
     """
     o = st.options
+    if o.network.load is not None and hasattr(o.network.load, "sample"):
+        # a posterior the caller loaded and checked (the command line, for another set-up)
+        return o.network.load, None, None, None
     if o.network.load is not None:
         posterior = NeuralPosterior.load(o.network.load, fingerprint, device=o.network.device)
         log.info("loaded trained posterior from %s", o.network.load)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from xspec_sbi.amortized import exposure_note
 from xspec_sbi.cli.errors import CommandError
 from xspec_sbi.cli.inputs import build_session
 from xspec_sbi.cli.outputs import check_network, output_folder, refuse_existing
@@ -25,7 +26,7 @@ from xspec_sbi.cli.reference import load_reference
 from xspec_sbi.cli.setup_file import (SETUP_NAME, load_setup, property_differences, setup_model,
                                       spectrum_properties)
 
-__all__ = ["cmd_apply"]
+__all__ = ["cmd_apply", "network_for"]
 
 log = logging.getLogger("xspec_sbi")
 
@@ -143,6 +144,42 @@ def _training_session(setup, model):
     return _session_of(spectra, model, setup, setup["nicer_like_arf"])
 
 
+def network_for(network, session, box, cfg, device):
+    """What ``fit --network`` loads for ``session``: the folder, or the posterior across set-ups.
+
+    A spectrum whose set-up differs from the training spectrum's only in what
+    its exact likelihood accounts for (exposure, ARF or RMF values, scales,
+    background level) gets the network loaded against the training set-up
+    (read at its exposure ratio); the pipeline's check then weighs the draws
+    by this spectrum's own likelihood. Otherwise the folder is returned and
+    loading checks the fingerprint as always.
+    """
+    from xspec_sbi.amortized import SetupError, setup_differences
+    from xspec_sbi.api import network_fingerprint
+    from xspec_sbi.inference.persistence import fingerprint_differences
+    setup = load_setup(network)
+    if len(session.spectra) != 1 or len(setup["training_spectra"]) != 1:
+        return network
+    training = _training_session(setup, setup_model(setup, Path(network) / SETUP_NAME))
+    if training is None:
+        return network
+    wanted = network_fingerprint(training, box, cfg)
+    if fingerprint_differences(wanted, network_fingerprint(session, box, cfg)) != ["spectra_setup"]:
+        return network        # the same set-up, or another model/prior: loading says which
+    template, spectrum = training.spectra[0], session.spectra[0]
+    try:
+        words = setup_differences(template, spectrum)
+    except SetupError as exc:
+        raise CommandError(f"--network {network}: {exc}; the network was trained on "
+                           f"{template.label}") from None
+    factor = spectrum.exposure / template.exposure
+    note = exposure_note(cfg, factor)
+    log.info("%s: set-up differs from the network's training spectrum %s: %s%s; its draws are "
+             "weighted by this spectrum's own exact likelihood", spectrum.label, template.label,
+             "; ".join(words) or "response values", f" ({note})" if note else "")
+    return _load_posterior(network, wanted, device).at_exposure(factor)
+
+
 def _read_spectra(args, setup, model, box, cfg):
     """Observed vectors, labels, counts, the posterior, sessions and set-up differences.
 
@@ -154,7 +191,7 @@ def _read_spectra(args, setup, model, box, cfg):
     """
     from tqdm.auto import tqdm
 
-    from xspec_sbi.amortized import SetupError, exposure_note, setup_differences
+    from xspec_sbi.amortized import SetupError, setup_differences
     from xspec_sbi.api import network_fingerprint
     from xspec_sbi.inference.config import FingerprintMismatch
     from xspec_sbi.inference.persistence import fingerprint_differences

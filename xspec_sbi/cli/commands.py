@@ -17,6 +17,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
+from xspec_sbi.cli.apply import network_for
 from xspec_sbi.cli.errors import CommandError, UsageError
 from xspec_sbi.cli.executors import executor
 from xspec_sbi.cli.inputs import build_session, describe, model_and_prior, response_note
@@ -101,8 +102,11 @@ def prepare(args) -> Prepared:
 
 def _run(p: Prepared, *, network=None, mcmc=False, n_samples, correct, chain=None):
     from xspec_sbi.api import sbi_fit
+    from xspec_sbi.options import NetworkOptions
     a = p.args
     progress = log.getEffectiveLevel() <= logging.INFO
+    if network is not None and not isinstance(network, (str, Path)):
+        network = NetworkOptions(load=network)   # loaded across set-ups (cli.apply.network_for)
     with executor(a.executor) as pool:
         return sbi_fit(p.session, prior=p.overrides, restrict=a.restrict, n_simulations=a.sims,
                        rounds=a.rounds, n_samples=n_samples, correct=correct, mcmc=mcmc,
@@ -144,7 +148,9 @@ def cmd_fit(args) -> int:
         report = stack.enter_context(output_folder(args.out, "--out", args.overwrite))
         net = (stack.enter_context(output_folder(args.save_network, "--save-network", args.overwrite))
                if args.save_network else None)
-        result = _run(p, network=args.network, mcmc=args.mcmc, n_samples=args.samples,
+        network = (network_for(args.network, p.session, p.box, p.config, args.device)
+                   if args.network else None)
+        result = _run(p, network=network, mcmc=args.mcmc, n_samples=args.samples,
                       correct=args.correct,
                       chain=dict(chain_length=args.chain_length, chain_burn=args.chain_burn,
                                  walkers=args.walkers))

@@ -82,12 +82,26 @@ class NeuralPosterior:
         x = np.asarray(x, dtype=float)
         f = self.features
         if x.ndim == 2 and f.extra == 1 and x.shape[1] == f.n_bins:
-            x = self.with_exposure(x, 1.0)   # counts alone: the training spectrum's exposure
+            # counts alone: the exposure factor this posterior is read at (1: the training one)
+            x = self.with_exposure(x, getattr(self, "exposure_factor", 1.0))
         if x.ndim != 2 or x.shape[1] != f.n_inputs:
             what = (f"(m, {f.n_bins} + 1): counts, then log exposure factor," if f.extra
                     else f"(m, {f.n_bins}) counts,")
             raise NPEError(f"x must have shape {what} got {x.shape}")
         return torch.from_numpy(f.apply(x)).to(self.device)
+
+    def at_exposure(self, exposure_factor: float) -> "NeuralPosterior":
+        """This posterior read, for counts alone, at ``exposure_factor`` (s / s of the training spectrum).
+
+        The same network (no copy of the weights): ``sample(x)`` and
+        ``log_prob(theta, x)`` with counts ``x`` then condition an
+        exposure-conditioned network on ``log(exposure_factor)``; rows that
+        already carry the factor are read as they are.
+        """
+        import copy
+        out = copy.copy(self)
+        out.exposure_factor = float(exposure_factor)
+        return out
 
     def with_exposure(self, x: np.ndarray, exposure_factor) -> np.ndarray:
         """Counts ``x`` (m, n_bins) with the input an exposure-conditioned network reads.
