@@ -51,7 +51,7 @@ def main(argv=None) -> int:
     if code:
         return code
     t0 = time.perf_counter()
-    code = cli.main(["apply", str(net), *map(str, files), "--nicer-like-arf", "header", "--out",
+    code = 0 if a.reuse and tracks.is_dir() else cli.main(["apply", str(net), *map(str, files), "--nicer-like-arf", "header", "--out",
                      str(tracks), "--overwrite", "--samples", "5000"]
                     + (["--refine"] if a.refine else []))
     t_apply = time.perf_counter() - t0
@@ -63,13 +63,18 @@ def main(argv=None) -> int:
     report = {"train_s": t_train, "apply_s": t_apply, "spectra": {}}
     for path, row, draws in zip(files, rows, npz["samples"]):
         m = np.median(draws, axis=0)
-        median, sd, width = _chain(path, model, names, a.chain_length, start=m)
-        lo, hi = np.quantile(draws, [0.16, 0.84], axis=0)
+        median, sd, width, is_log = _chain(path, model, names, a.chain_length, start=m)
+        # log-uniform parameters compared in log10, as the validation report does
+        d = np.where(is_log, np.log10(draws), draws)
+        lo, hi = np.quantile(d, [0.16, 0.84], axis=0)
+        md = np.median(d, axis=0)
         report["spectra"][path.name] = {
             "setup": row["setup"], "check": row["likelihood_check"], "ess": row["ess_fraction"],
             "pareto_k": row["pareto_k"], "rounds": row.get("refine_rounds", ""),
-            "sbi": {n: [float(x) for x in (m[j], lo[j], hi[j])] for j, n in enumerate(names)},
-            "median_diff_sd": {n: float((m[j] - median[j]) / sd[j]) for j, n in enumerate(names)},
+            "sbi": {n: [float(x) for x in np.quantile(draws[:, j], [0.5, 0.16, 0.84])]
+                    for j, n in enumerate(names)},
+            "compared_in": {n: "log10" if is_log[j] else "linear" for j, n in enumerate(names)},
+            "median_diff_sd": {n: float((md[j] - median[j]) / sd[j]) for j, n in enumerate(names)},
             "width_ratio": {n: float((hi[j] - lo[j]) / width[j]) for j, n in enumerate(names)}}
     (a.out / f"burst_check{'_refine' if a.refine else ''}.json").write_text(json.dumps(report, indent=1))
     print(json.dumps(report, indent=1))
@@ -93,9 +98,10 @@ def _chain(path, model_args, names, length, start):
     stat = session.statistic_function()
     _, chain = fit_and_chain(stat, start, box, model.free_parameters, length, length // 10, None,
                              np.random.default_rng(7))
-    s = chain.samples
+    is_log = np.asarray(box.is_log, bool)
+    s = np.where(is_log, np.log10(chain.samples), chain.samples)
     lo, hi = np.quantile(s, [0.16, 0.84], axis=0)
-    return np.median(s, axis=0), s.std(axis=0), hi - lo
+    return np.median(s, axis=0), s.std(axis=0), hi - lo, is_log
 
 
 if __name__ == "__main__":
