@@ -157,6 +157,8 @@ def network_for(network, session, box, cfg, device):
     from xspec_sbi.amortized import SetupError, setup_differences
     from xspec_sbi.api import network_fingerprint
     from xspec_sbi.inference.persistence import fingerprint_differences
+    if not (Path(network) / SETUP_NAME).is_file():   # saved by sbi_fit(save=): loaded as it is
+        return network
     setup = load_setup(network)
     if len(session.spectra) != 1 or len(setup["training_spectra"]) != 1:
         return network
