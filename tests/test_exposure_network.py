@@ -82,3 +82,13 @@ def test_features_z_score_the_exposure_input_without_transforming_it():
         assert np.allclose(back.apply(x), z)
     old = FeatureTransform.fit(counts, "log1p").to_dict()   # as saved before: no "extra"
     assert "extra" not in old and FeatureTransform.from_dict(old).extra == 0
+
+
+def test_sbi_fit_keyword_reaches_the_network_settings():
+    from xspec_sbi.options import OptionError, from_keywords
+    o = from_keywords({}, {"exposure_range": (0.25, 4)})
+    assert o.network.npe_config().exposure_range == (0.25, 4.0)
+    with pytest.raises(OptionError, match="exposure_range"):
+        from_keywords({}, {"exposure_range": (0.25, 4), "config": NPEConfig()})
+    with pytest.raises(ValueError, match="one spectrum"):
+        ExposureVaried(type("Joint", (), {"parts": (1, 2)})(), 0.25, 4.0)
