@@ -90,10 +90,10 @@ def _chain(path, model_args, names, length, start):
     freeze = [v for k, v in zip(model_args[::2], model_args[1::2]) if k == "--freeze"]
     priors = [v for k, v in zip(model_args[::2], model_args[1::2]) if k == "--prior"]
     model, _, box = model_and_prior(opts["--model"], freeze, priors)
-    from xspec_sbi.cli.apply import _own_arf
+    from xspec_sbi.cli.setups import own_arf
     session = build_session([str(path)], model, ignore=BAND, notice=None, abund=DEFAULT_ABUND,
                             xsect=DEFAULT_XSECT, respfile=None, arffile=None, backfile=None,
-                            nicer_like_arf=_own_arf(str(path)), group=5)
+                            nicer_like_arf=own_arf(str(path)), group=5)
     assert list(box.names) == names
     stat = session.statistic_function()
     _, chain = fit_and_chain(stat, start, box, model.free_parameters, length, length // 10, None,

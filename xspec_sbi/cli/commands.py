@@ -17,7 +17,6 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from xspec_sbi.cli.apply import network_for
 from xspec_sbi.cli.errors import CommandError, UsageError
 from xspec_sbi.cli.executors import executor
 from xspec_sbi.cli.inputs import build_session, describe, model_and_prior, response_note
@@ -25,6 +24,7 @@ from xspec_sbi.cli.outputs import check_network, distinct_folders, output_folder
 from xspec_sbi.cli.parser import dask_address
 from xspec_sbi.cli.reference import save_reference, simulate_reference
 from xspec_sbi.cli.setup_file import SETUP_NAME, load_setup, setup_record
+from xspec_sbi.cli.setups import network_for
 from xspec_sbi.files import atomic_write_text, write_manifest
 
 __all__ = ["cmd_fit", "cmd_train", "cmd_demo", "Prepared", "prepare", "save_network"]
