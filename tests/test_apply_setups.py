@@ -200,3 +200,22 @@ def test_fit_with_a_network_of_another_setup_is_checked_by_its_own_likelihood(to
     got = [params[n]["median"] for n in ("powerlaw.PhoIndex", "powerlaw.norm")] \
         if isinstance(params, dict) else [p["median"] for p in params]
     assert np.all(np.abs(np.asarray(got) - median) < 0.25 * sd)
+
+
+def test_fit_with_the_exposure_conditioned_network_reads_the_spectrum_exposure(
+        toy, exposure_network, tmp_path, capsys):
+    longer = _spectrum(toy, "triple_fit.pha", 8, exposure=300.0)
+    out = tmp_path / "report"
+    loud = [a for a in SETUP if a != "-q"]
+    code, _, err = run(["fit", longer, *loud, "--network", exposure_network, "--no-mcmc",
+                        "--samples", 2000, "--out", out], capsys)
+    assert code == 0, err
+    assert "read by the network (trained over exposure x 0.25-4)" in err
+    # the loaded network's own draws pass the check: no refinement round was needed
+    assert "refinement round" not in err
+    import json
+    params = json.loads((out / "summary.json").read_text())["parameters"]
+    got = [params[n]["median"] for n in ("powerlaw.PhoIndex", "powerlaw.norm")] \
+        if isinstance(params, dict) else [p["median"] for p in params]
+    median, sd = _exact_median(longer)
+    assert np.all(np.abs(np.asarray(got) - median) < 0.25 * sd)

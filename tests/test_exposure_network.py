@@ -92,3 +92,32 @@ def test_sbi_fit_keyword_reaches_the_network_settings():
         from_keywords({}, {"exposure_range": (0.25, 4), "config": NPEConfig()})
     with pytest.raises(ValueError, match="one spectrum"):
         ExposureVaried(type("Joint", (), {"parts": (1, 2)})(), 0.25, 4.0)
+
+
+# prior draws against a sharp likelihood: nearly one weight, which PSIS's tail fit warns about
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_amortized_posteriors_give_the_network_each_exposure_and_the_likelihood_the_counts():
+    from xspec_sbi.amortized import amortized_posteriors
+    from xspec_sbi.inference.priors import build_prior
+    sim = _toy_simulator()
+    box = build_prior(sim.model.parameters, {"powerlaw.norm": ("log", 0.01, 1.0)})
+    seen = {}
+
+    class Fake:   # the network's face: records what it is conditioned on
+        def with_exposure(self, x, f):
+            return np.concatenate([np.atleast_2d(x), np.log(np.asarray(f))[:, None]], axis=1)
+
+        def sample(self, x, n, rng):
+            seen["x"] = x
+            return box.sample(len(x) * n, rng=np.random.default_rng(0)).reshape(len(x), n, -1)
+
+        def log_prob(self, theta, x):
+            assert np.shape(x)[-1] == sim.n_bins + 1
+            return box.log_prob(theta)
+
+    x = sim(np.tile([1.7, 0.1], (2, 1)), np.random.default_rng(1))
+    out = amortized_posteriors(Fake(), sim, box, x, n_samples=200, exposure_factors=[0.5, 3.0],
+                               simulators=[sim, sim])
+    assert np.allclose(seen["x"][:, -1], np.log([0.5, 3.0]))
+    assert np.array_equal(seen["x"][:, :-1], x)
+    assert np.all(np.isfinite(out.ess_fraction))
