@@ -113,7 +113,9 @@ def test_amortized_posteriors_give_the_network_each_exposure_and_the_likelihood_
 
         def log_prob(self, theta, x):
             assert np.shape(x)[-1] == sim.n_bins + 1
-            return box.log_prob(theta)
+            lp = box.log_prob(theta)
+            lp[0] = -np.inf      # a draw rounded onto a bound: no density there, left out
+            return lp
 
     x = sim(np.tile([1.7, 0.1], (2, 1)), np.random.default_rng(1))
     out = amortized_posteriors(Fake(), sim, box, x, n_samples=200, exposure_factors=[0.5, 3.0],

@@ -231,8 +231,12 @@ def amortized_posteriors(posterior, simulator, prior, x: np.ndarray, *, n_sample
     for i in range(m):
         log_q = posterior.log_prob(raw[i], x_net[i])
         const = log_like_constant(simulator if simulators is None else simulators[i], x[i])
-        res = importance_correct(raw[i], log_q, prior.log_prob(raw[i]), -0.5 * stat[i], rng,
-                                 log_like_constant=const, n_resample=n_samples)
+        # A draw the flow put on a prior bound (a log-uniform parameter rounded onto it) has
+        # no finite density there: left out of the weighting, which it cannot enter
+        use = np.isfinite(log_q)
+        res = importance_correct(raw[i][use], log_q[use], prior.log_prob(raw[i][use]),
+                                 -0.5 * stat[i][use], rng, log_like_constant=const,
+                                 n_resample=n_samples)
         ess[i], k[i], ok[i] = res.ess_fraction, res.pareto_k, res.reliable
         if res.reliable:
             samples[i] = res.theta
