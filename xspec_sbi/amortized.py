@@ -17,7 +17,8 @@ import numpy as np
 from xspec_sbi.checks.importance import importance_correct, log_like_constant
 from xspec_sbi.forward.objective import PoissonStatistic
 
-__all__ = ["AmortizedPosteriors", "amortized_posteriors", "SetupError", "setup_differences"]
+__all__ = ["AmortizedPosteriors", "amortized_posteriors", "SetupError", "setup_differences",
+           "exposure_note"]
 
 
 class SetupError(ValueError):
@@ -91,6 +92,23 @@ def setup_differences(template, spectrum) -> list[str]:
 
 
 
+def exposure_note(config, factor: float) -> str:
+    """What an exposure factor means for this network: read as an input, or judged only.
+
+    Returns '' for a factor the network was trained for (or 1), else a short note.
+    """
+    rng_ = getattr(config, "exposure_range", None)
+    if np.isclose(factor, 1.0, rtol=1e-9):
+        return ""
+    if rng_ is None:
+        return "network trained at one exposure: judged by the exact likelihood alone"
+    lo, hi = rng_
+    if not lo * (1 - 1e-9) <= factor <= hi * (1 + 1e-9):
+        return (f"outside the network's exposure range {lo:g}-{hi:g} (an extrapolation, "
+                "judged by the exact likelihood)")
+    return f"read by the network (trained over exposure x {lo:g}-{hi:g})"
+
+
 @dataclass(frozen=True, eq=False)
 class AmortizedPosteriors:
     """Posteriors of many spectra from one network, with their exact-likelihood checks.
@@ -146,7 +164,7 @@ class AmortizedPosteriors:
 def amortized_posteriors(posterior, simulator, prior, x: np.ndarray, *, n_samples: int = 1000,
                          seed: int = 0, correct: bool = True, labels=None,
                          block_rows: int = 200_000, simulators=None,
-                         differences=()) -> AmortizedPosteriors:
+                         differences=(), exposure_factors=None) -> AmortizedPosteriors:
     """Draws of ``posterior`` for each row of ``x``, weighted by each row's exact likelihood.
 
     Parameters
@@ -173,6 +191,11 @@ def amortized_posteriors(posterior, simulator, prior, x: np.ndarray, *, n_sample
         the check passes.
     differences : sequence of sequence of str, optional
         Per row, how its set-up differs (kept in the result).
+    exposure_factors : float or (m,) array, optional
+        Each row's exposure over the training spectrum's (s / s), read by an
+        exposure-conditioned network (``NPEConfig.exposure_range``); default 1.
+        A network trained at one exposure ignores it (its rows are then judged
+        by their own likelihood only).
 
     Returns
     -------
@@ -181,7 +204,10 @@ def amortized_posteriors(posterior, simulator, prior, x: np.ndarray, *, n_sample
     x = np.atleast_2d(np.asarray(x, dtype=np.float64))
     m = len(x)
     labels = tuple(labels) if labels is not None else tuple(f"#{i}" for i in range(m))
-    raw = posterior.sample(x, n_samples, rng=seed)   # the same draws with or without the weights
+    factors = np.broadcast_to(np.asarray(1.0 if exposure_factors is None else exposure_factors,
+                                         dtype=float), (m,))
+    x_net = posterior.with_exposure(x, factors) if hasattr(posterior, "with_exposure") else x
+    raw = posterior.sample(x_net, n_samples, rng=seed)   # the same draws with or without the weights
     rng = np.random.default_rng([seed, 1])
     raw = raw.reshape(m, n_samples, -1)
     nan = np.full(m, np.nan)
@@ -203,10 +229,14 @@ def amortized_posteriors(posterior, simulator, prior, x: np.ndarray, *, n_sample
     samples = raw.copy()
     ess, k, ok = nan.copy(), nan.copy(), np.zeros(m, bool)
     for i in range(m):
-        log_q = posterior.log_prob(raw[i], x[i])
+        log_q = posterior.log_prob(raw[i], x_net[i])
         const = log_like_constant(simulator if simulators is None else simulators[i], x[i])
-        res = importance_correct(raw[i], log_q, prior.log_prob(raw[i]), -0.5 * stat[i], rng,
-                                 log_like_constant=const, n_resample=n_samples)
+        # A draw the flow put on a prior bound (a log-uniform parameter rounded onto it) has
+        # no finite density there: left out of the weighting, which it cannot enter
+        use = np.isfinite(log_q)
+        res = importance_correct(raw[i][use], log_q[use], prior.log_prob(raw[i][use]),
+                                 -0.5 * stat[i][use], rng, log_like_constant=const,
+                                 n_resample=n_samples)
         ess[i], k[i], ok[i] = res.ess_fraction, res.pareto_k, res.reliable
         if res.reliable:
             samples[i] = res.theta

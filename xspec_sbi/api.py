@@ -83,8 +83,8 @@ def sbi_fit(session: Session | None = None, *, spectra=None, model=None, ignore=
     **shortcuts
         Any field of the records as a flat keyword: ``n_simulations``,
         ``rounds``, ``simulations_per_round``, ``n_samples`` (budget);
-        ``estimator``, ``x_transform``, ``pca``, ``config``, ``save``,
-        ``overwrite``, ``device`` (network); ``mcmc``, ``chain_length``,
+        ``estimator``, ``x_transform``, ``pca``, ``exposure_range``, ``config``,
+        ``save``, ``overwrite``, ``device`` (network); ``mcmc``, ``chain_length``,
         ``chain_burn``, ``walkers``, ``load_chain`` (chain); ``workers``,
         ``executor``, ``progress`` (compute). A field given both ways is refused.
 

@@ -95,14 +95,16 @@ class NetworkOptions:
 
     Parameters
     ----------
-    estimator, x_transform, pca : optional
+    estimator, x_transform, pca, exposure_range : optional
         Shortcuts for :class:`~xspec_sbi.inference.config.NPEConfig` fields
-        (``estimator``, ``x_transform``, ``pca_variance``); default: its measured
-        choice. Refused together with ``config``.
+        (``estimator``, ``x_transform``, ``pca_variance``, ``exposure_range``:
+        train over exposure factors ``(LOW, HIGH)`` of the spectrum's, log-uniform);
+        default: its measured choice. Refused together with ``config``.
     config : NPEConfig, optional
         Every estimator setting at once.
-    load : path, optional
-        A network folder saved by an earlier run; its set-up must match.
+    load : path or NeuralPosterior, optional
+        A network folder saved by an earlier run; its set-up must match. A
+        posterior object is used as it is (its caller checked the set-up).
     save : path, optional
         Save the trained network there.
     overwrite : bool
@@ -114,6 +116,7 @@ class NetworkOptions:
     estimator: str | None = None
     x_transform: str | None = None
     pca: float | None = None
+    exposure_range: tuple | None = None
     config: Any = None
     load: str | os.PathLike | None = None
     save: str | os.PathLike | None = None
@@ -121,7 +124,8 @@ class NetworkOptions:
     device: str = "cpu"
 
     def __post_init__(self):
-        given = [n for n in ("estimator", "x_transform", "pca") if getattr(self, n) is not None]
+        given = [n for n in ("estimator", "x_transform", "pca", "exposure_range")
+                 if getattr(self, n) is not None]
         if self.config is not None and given:
             raise OptionError(f"config= and {', '.join(given)}= both given: set "
                               f"{', '.join(given)} inside the NPEConfig instead")
@@ -134,7 +138,8 @@ class NetworkOptions:
             return self.config
         from xspec_sbi.inference.config import NPEConfig
         chosen = {k: v for k, v in dict(estimator=self.estimator, x_transform=self.x_transform,
-                                         pca_variance=self.pca).items() if v is not None}
+                                         pca_variance=self.pca,
+                                         exposure_range=self.exposure_range).items() if v is not None}
         return NPEConfig(**chosen)
 
 
@@ -270,6 +275,7 @@ SHORTCUTS: Mapping[str, tuple[str, str]] = {
     "estimator": ("network", "estimator"),
     "x_transform": ("network", "x_transform"),
     "pca": ("network", "pca"),
+    "exposure_range": ("network", "exposure_range"),
     "config": ("network", "config"),
     "save": ("network", "save"),
     "overwrite": ("network", "overwrite"),

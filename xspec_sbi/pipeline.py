@@ -22,6 +22,7 @@ from xspec_sbi.baseline.comparison import fit_and_chain
 from xspec_sbi.baseline.mcmc import resolve_walkers
 from xspec_sbi.checks.bounds import bound_warnings
 from xspec_sbi.checks.importance import importance_correct, log_like_constant
+from xspec_sbi.forward.exposure import exposure_varied
 from xspec_sbi.forward.simulate import make_pool, simulate
 from xspec_sbi.inference.posterior import NeuralPosterior
 from xspec_sbi.inference.priors import build_prior
@@ -107,6 +108,8 @@ def run(session: Session, prior=None, restrict="cstat", *, seed: int = 0, correc
     st = _Stage(session, o, box, sim, session.observed(), session.statistic_function(sim),
                 np.random.default_rng(seed), {})
     cfg = o.network.npe_config()
+    # an exposure-conditioned network trains on spectra of many exposures (forward/exposure.py)
+    train_sim = exposure_varied(sim, cfg)
     fingerprint = network_fingerprint(session, box, cfg)
     run_chain = len(session.spectra) == 1 if o.chain.run is None else o.chain.run
     chain = o.chain
@@ -122,13 +125,13 @@ def run(session: Session, prior=None, restrict="cstat", *, seed: int = 0, correc
             if not pools:
                 pool = o.compute.executor
                 if pool is None and (o.compute.workers or 2) > 1:
-                    pool = stack.enter_context(make_pool(sim, o.compute.workers))
+                    pool = stack.enter_context(make_pool(train_sim, o.compute.workers))
                 pools.append(pool)
             return pools[0]
 
         def simulate_fn(theta, r):
             st.n_simulated += theta.shape[0]
-            return simulate(sim, theta, seed=int(r.integers(2**63 - 1)), executor=executor(),
+            return simulate(train_sim, theta, seed=int(r.integers(2**63 - 1)), executor=executor(),
                             progress=o.compute.progress and theta.shape[0] >= 2000)
 
         st.simulate_fn = simulate_fn
@@ -193,6 +196,8 @@ def run(session: Session, prior=None, restrict="cstat", *, seed: int = 0, correc
         best = samples[int(np.argmin(stats_at))]
         median = np.median(samples, axis=0)
         goodness = st.stat_fn.goodness(best)
+        if x_train is not None and x_train.shape[1] > sim.n_outputs:
+            x_train = x_train[:, :sim.n_outputs]   # the counts, without the exposure input
         trust = trust_checks(x_train, samples, st, exact=source in ("corrected", "chain"),
                              why_not=_why_no_exact_draws(correct, o.refine, correction))
 
@@ -259,6 +264,9 @@ def _network(st: _Stage, cfg, fingerprint, restrict):
     None for a loaded network and for multi-round training.
     """
     o = st.options
+    if o.network.load is not None and hasattr(o.network.load, "sample"):
+        # a posterior the caller loaded and checked (the command line, for another set-up)
+        return o.network.load, None, None, None
     if o.network.load is not None:
         posterior = NeuralPosterior.load(o.network.load, fingerprint, device=o.network.device)
         log.info("loaded trained posterior from %s", o.network.load)

@@ -395,7 +395,7 @@ class SBIResult:
         AmortizedPosteriors
         """
         from xspec_sbi.amortized import amortized_posteriors, setup_differences
-        labels = simulators = None
+        labels = simulators = factors = None
         differences = ()
         if not isinstance(observations, np.ndarray):
             labels = [s.label for s in observations]
@@ -404,6 +404,8 @@ class SBIResult:
                 # own exact likelihood; other bins or channels are refused, naming the file
                 template = self.session.spectra[0]
                 differences = [setup_differences(template, s) for s in observations]
+                # an exposure-conditioned network reads each spectrum's exposure ratio
+                factors = [s.exposure / template.exposure for s in observations]
                 if any(differences):
                     simulators = [self.session.__class__((s,), self.session.model,
                                                          self.session.settings).simulator()
@@ -411,7 +413,8 @@ class SBIResult:
         x = _as_observations(observations, self.session)
         return amortized_posteriors(self.posterior, self.session.simulator(), self.prior, x,
                                     n_samples=n_samples, seed=seed, correct=correct, labels=labels,
-                                    simulators=simulators, differences=differences)
+                                    simulators=simulators, differences=differences,
+                                    exposure_factors=factors)
 
     def posterior_samples_for(self, observations, n_samples: int = 1000, seed: int = 0,
                               correct: bool = True) -> np.ndarray:

@@ -18,30 +18,17 @@ from pathlib import Path
 
 import numpy as np
 
+from xspec_sbi.amortized import exposure_note
 from xspec_sbi.cli.errors import CommandError
-from xspec_sbi.cli.inputs import build_session
 from xspec_sbi.cli.outputs import check_network, output_folder, refuse_existing
 from xspec_sbi.cli.reference import load_reference
+from xspec_sbi.cli.setups import load_posterior, own_arf, session_of, training_session
 from xspec_sbi.cli.setup_file import (SETUP_NAME, load_setup, property_differences, setup_model,
                                       spectrum_properties)
 
 __all__ = ["cmd_apply"]
 
 log = logging.getLogger("xspec_sbi")
-
-
-def _load_posterior(network, fingerprint, device):
-    """The saved posterior; a file that cannot be read is named, without torch's internals."""
-    from xspec_sbi.inference.config import FingerprintMismatch
-    from xspec_sbi.inference.posterior import NeuralPosterior
-    try:
-        return NeuralPosterior.load(network, fingerprint, device=device)
-    except (FingerprintMismatch, FileNotFoundError):
-        raise
-    except Exception as exc:   # truncated weights, edited sizes, broken JSON: one short line
-        first = " ".join(str(exc).split())[:160]
-        raise CommandError(f"{network}: saved network cannot be loaded ({type(exc).__name__}: "
-                           f"{first}...); it was edited or truncated: save it again") from None
 
 
 def _refusal(label, exc, setup, properties):
@@ -86,16 +73,20 @@ def cmd_apply(args) -> int:
     # the output folder is taken (and locked) before the spectra are read: an existing one
     # is refused at once, and a refusal below leaves nothing behind
     with output_folder(args.out, "--out", args.overwrite) as out:
-        x, labels, counts, posterior, sessions = _read_spectra(args, setup, model, box, cfg)
+        x, labels, counts, posterior, sessions, differences, factors = _read_spectra(
+            args, setup, model, box, cfg)
         flags = _ood(reference, x, labels, args.strict)
         times, axis_label = _times(args.times, args.spectra)
         log.info("%d spectra of %s; sampling %d posterior draws each", len(x), model.expression,
                  args.samples)
-        checked = _draws(posterior, sessions, box, x, labels, args)
+        checked = _draws(posterior, sessions, box, x, labels, args, differences, factors)
+        rounds = [""] * len(labels)
+        if getattr(args, "refine", False) and checked.flagged:
+            checked, rounds = _refine(posterior, sessions, box, x, factors, checked, args, setup)
         samples = checked.samples
         summaries = [summarize(box.names, s) for s in samples]
         _write_tracks_csv(out / "tracks.csv", labels, times, axis_label, counts, summaries, box,
-                          flags, checked)
+                          flags, checked, rounds)
         _plot_tracks(out / "tracks.png", times, axis_label, summaries, box, model.expression)
         with open(out / "samples.npz", "wb") as fh:
             np.savez(fh, names=np.array(box.names), spectra=np.array(labels), times=times,
@@ -107,40 +98,84 @@ def cmd_apply(args) -> int:
 
 
 def _read_spectra(args, setup, model, box, cfg):
-    """Observed vectors, labels, counts of the spectra, and the posterior their set-up loads."""
+    """Observed vectors, labels, counts, the posterior, sessions and set-up differences.
+
+    A spectrum whose set-up differs from the training spectrum's only in what
+    the exact likelihood accounts for (exposure, ARF or RMF values, scales,
+    background) is accepted and its differences are returned in words; one
+    the network cannot read (other bins, another model or statistic) is
+    refused naming the property.
+    """
     from tqdm.auto import tqdm
 
+    from xspec_sbi.amortized import SetupError, setup_differences
     from xspec_sbi.api import network_fingerprint
     from xspec_sbi.inference.config import FingerprintMismatch
+    from xspec_sbi.inference.persistence import fingerprint_differences
     xs, fps, labels, counts, props, sessions = [], [], [], [], [], []
     quiet = log.getEffectiveLevel() > logging.INFO
+    arf = getattr(args, "nicer_like_arf", None)
+    if arf is not None and arf != "header" and not Path(arf).is_file():
+        raise CommandError(f"--nicer-like-arf {arf}: file not found")
     for spec in tqdm(args.spectra, desc="reading spectra", disable=quiet or len(args.spectra) < 20,
                      leave=False):
-        session = build_session([spec], model, ignore=setup["ignore"], notice=setup["notice"],
-                                abund=setup["abund"], xsect=setup["xsect"],
-                                respfile=setup["respfile"], arffile=setup["arffile"],
-                                backfile=setup["backfile"], nicer_like_arf=setup["nicer_like_arf"])
+        own = setup["nicer_like_arf"] if arf is None else own_arf(spec) if arf == "header" else arf
+        session = session_of([spec], model, setup, own)
         fps.append(network_fingerprint(session, box, cfg))
         xs.append(session.observed())
         labels.append(session.spectra[0].label)
         counts.append(float(session.spectra[0].binned_counts().sum()))
         props.append(spectrum_properties(session.spectra[0]))
         sessions.append(session)
+    training = training_session(setup, model)
+    differences = [()] * len(fps)
+    if training is None:
+        # without the training file the set-ups cannot be compared: only the training set-up
+        log.info("%s: not found; spectra must share its set-up exactly", setup["training_spectra"][0])
+        wanted = fps[0]
+    else:
+        wanted = network_fingerprint(training, box, cfg)
+        template = training.spectra[0]
+        for i, fp in enumerate(fps):
+            differ = fingerprint_differences(wanted, fp)
+            if not differ:
+                continue
+            try:   # first: what the network cannot read (bins, background), named
+                words = setup_differences(template, sessions[i].spectra[0])
+            except SetupError as exc:
+                raise CommandError(f"{exc}; the network was trained on {template.label}") from None
+            if differ != ["spectra_setup"]:
+                raise CommandError(_refusal(labels[i], FingerprintMismatch(
+                    f"fingerprint differs in [{', '.join(differ)}]"), setup, props[i]))
+            saved = (setup.get("spectrum_properties") or [None])[0]
+            differences[i] = tuple(words or (property_differences(saved, props[i]) if saved else ())
+                                   or ("response, scales or background (values; same bins)",))
+            note = exposure_note(cfg, sessions[i].spectra[0].exposure / template.exposure)
+            if note:
+                differences[i] = tuple(f"{d}, {note}" if d.startswith("exposure x") else d
+                                       for d in differences[i])
+            log.info("%s: set-up differs from the training spectrum's: %s; weighted by its own "
+                     "exact likelihood", labels[i], "; ".join(differences[i]))
     posterior = None
     groups: dict[str, list[int]] = {}
-    for i, fp in enumerate(fps):
+    for i, fp in enumerate(fps if training is None else [wanted]):
         groups.setdefault(json.dumps(fp, sort_keys=True, default=str), []).append(i)
     for key, members in groups.items():
         try:
-            posterior = _load_posterior(args.network, json.loads(key), args.device)
+            posterior = load_posterior(args.network, json.loads(key), args.device)
         except FingerprintMismatch as exc:
+            if training is not None:
+                raise CommandError(f"{args.network}: the training spectrum {template.label} (or "
+                                   f"its ARF) changed since the network was saved ({exc})") from None
             first = members[0]
             label = labels[first] + (f" (and {len(members) - 1} more)" if len(members) > 1 else "")
             raise CommandError(_refusal(label, exc, setup, props[first])) from None
-    return np.stack(xs), labels, counts, posterior, sessions
+    exposure = (training or sessions[0]).spectra[0].exposure
+    factors = [s.spectra[0].exposure / exposure for s in sessions]
+    return np.stack(xs), labels, counts, posterior, sessions, differences, factors
 
 
-def _draws(posterior, sessions, box, x, labels, args):
+def _draws(posterior, sessions, box, x, labels, args, differences=(), factors=None):
     """The network's draws of every spectrum, each weighted by its own exact likelihood.
 
     Spectra whose check fails are named (their draws are the network's, flagged in
@@ -149,7 +184,8 @@ def _draws(posterior, sessions, box, x, labels, args):
     from xspec_sbi.amortized import amortized_posteriors
     out = amortized_posteriors(posterior, sessions[0].simulator(), box, x, n_samples=args.samples,
                                seed=args.seed, correct=args.correct, labels=labels,
-                               simulators=[s.simulator() for s in sessions])
+                               simulators=[s.simulator() for s in sessions],
+                               differences=differences, exposure_factors=factors)
     if out.corrected:
         log.info("%s", out.summary())
         for label in out.flagged:
@@ -157,6 +193,57 @@ def _draws(posterior, sessions, box, x, labels, args):
                         "point is the network's answer, not the posterior: fit it with "
                         "'xspec-sbi fit %s --network NETWORK'", label, label)
     return out
+
+
+def _refine(posterior, sessions, box, x, factors, checked, args, setup):
+    """The adaptive loop (as ``fit``) on each spectrum whose check failed, on its own set-up.
+
+    A failed check means the network's draws miss that spectrum's posterior,
+    so its highest-density region is no safe truncation to refine from. Each
+    flagged spectrum is run as ``xspec-sbi fit`` would: the prior restricted
+    by its exact C-stat (``cstat:0.25``, a truncation that holds the
+    posterior mass), a network of its own set-up trained on the training
+    run's number of simulations, then refinement rounds while the check fails
+    and, when the rounds' budget is spent, an exact chain started from the
+    network's draws (the answer is then never draws known to be wrong).
+
+    Returns
+    -------
+    (AmortizedPosteriors, list of str)
+        The results with the refined spectra replaced, and per spectrum the
+        rounds run (``""`` for a spectrum that needed none).
+    """
+    from dataclasses import replace
+
+    from xspec_sbi.api import sbi_fit
+    cfg = replace(posterior.config, exposure_range=None)   # this spectrum's own network
+    n_sims = int((setup.get("settings") or {}).get("n_simulations") or 10_000)
+    prior = {k: tuple(v) if isinstance(v, list) else v for k, v in setup["prior"].items()}
+    samples, ess = checked.samples.copy(), checked.ess_fraction.copy()
+    k, ok = checked.pareto_k.copy(), checked.reliable.copy()
+    rounds = [""] * len(sessions)
+    for i in [j for j, good in enumerate(checked.reliable) if not good]:
+        label = checked.labels[i]
+        log.info("%s: the check failed (ESS %.1f%%, Pareto k %.2f): the adaptive loop on this "
+                 "spectrum", label, 100 * checked.ess_fraction[i], checked.pareto_k[i])
+        r = sbi_fit(sessions[i], prior=prior, restrict="cstat:0.25", n_simulations=n_sims,
+                    n_samples=args.samples, correct=True, mcmc=False, seed=args.seed + i,
+                    workers=1, config=cfg, device=args.device, progress=False)
+        for rec in r.rounds:
+            log.info("%s: %s", label, rec)
+        how = {"corrected": "passed", "chain": "exact chain (check still failed)"}.get(
+            r.samples_source, "failed")
+        rounds[i] = (f"{len(r.rounds)} ({sum(rec.simulations for rec in r.rounds)} simulations, "
+                     f"{how})")
+        if r.correction is not None:
+            ess[i], k[i] = r.correction.ess_fraction, r.correction.pareto_k
+        ok[i] = r.samples_source in ("corrected", "chain")
+        if ok[i]:
+            samples[i] = r.samples[:args.samples]
+        else:
+            log.warning("%s: still unreliable after the adaptive loop; its draws are the network's",
+                        label)
+    return replace(checked, samples=samples, ess_fraction=ess, pareto_k=k, reliable=ok), rounds
 
 
 def _ood(reference, x, labels, strict: bool) -> list[str]:
@@ -207,13 +294,16 @@ def _times(mode, spectra):
     return t - t0, f"time since {t0:.3f} s (mission time, mid-exposure)"
 
 
-def _write_tracks_csv(path, labels, times, axis_label, counts, summaries, box, flags, checked):
+def _write_tracks_csv(path, labels, times, axis_label, counts, summaries, box, flags, checked,
+                      rounds=None):
     buf = io.StringIO()
     w = csv.writer(buf)
     head = ["spectrum", "time_s" if axis_label.startswith("time") else "index", "counts"]
     for n in box.names:
         head += [f"{n}_median", f"{n}_lo68", f"{n}_hi68"]
-    w.writerow(head + ["ess_fraction", "pareto_k", "likelihood_check", "out_of_distribution"])
+    w.writerow(head + ["ess_fraction", "pareto_k", "likelihood_check", "out_of_distribution",
+                       "setup", "refine_rounds"])
+    rounds = rounds or [""] * len(labels)
     for i, (label, t, n, summ, flag) in enumerate(zip(labels, times, counts, summaries, flags)):
         row = [label, f"{t:.6f}", f"{n:.0f}"]
         for s in summ:
@@ -223,7 +313,9 @@ def _write_tracks_csv(path, labels, times, axis_label, counts, summaries, box, f
             check = [f"{checked.ess_fraction[i]:.4g}", f"{checked.pareto_k[i]:.3g}", state]
         else:
             check = ["", "", "not computed (--no-correct)"]
-        w.writerow(row + check + [flag])
+        differ = checked.differences[i] if i < len(checked.differences) else ()
+        w.writerow(row + check + [flag, "; ".join(differ) if differ else "training set-up",
+                                  rounds[i]])
     Path(path).write_text(buf.getvalue())   # inside the command's temporary folder
 
 

@@ -24,6 +24,7 @@ from xspec_sbi.cli.outputs import check_network, distinct_folders, output_folder
 from xspec_sbi.cli.parser import dask_address
 from xspec_sbi.cli.reference import save_reference, simulate_reference
 from xspec_sbi.cli.setup_file import SETUP_NAME, load_setup, setup_record
+from xspec_sbi.cli.setups import network_for
 from xspec_sbi.files import atomic_write_text, write_manifest
 
 __all__ = ["cmd_fit", "cmd_train", "cmd_demo", "Prepared", "prepare", "save_network"]
@@ -69,6 +70,13 @@ def _npe_config(args):
     chosen = {"max_epochs": args.max_epochs}
     if args.estimator:
         chosen["estimator"] = args.estimator
+    if getattr(args, "exposure_range", None):
+        try:
+            NPEConfig(exposure_range=tuple(args.exposure_range))
+        except ValueError as exc:   # the library names its field: say the option
+            raise UsageError(f"--exposure-range {' '.join(f'{v:g}' for v in args.exposure_range)}: "
+                             f"{str(exc).split(': ', 1)[-1]}") from None
+        chosen["exposure_range"] = tuple(args.exposure_range)
     return NPEConfig(**chosen)
 
 
@@ -93,7 +101,7 @@ def prepare(args) -> Prepared:
     session = build_session(args.spectra, model, ignore=args.ignore, notice=args.notice,
                             abund=args.abund, xsect=args.xsect, respfile=args.respfile,
                             arffile=args.arffile, backfile=args.backfile,
-                            nicer_like_arf=args.nicer_like_arf)
+                            nicer_like_arf=args.nicer_like_arf, group=args.group)
     fluxes, cosmology = _flux_requests(args, session)
     describe(session, box)
     cfg = _npe_config(args)
@@ -137,8 +145,11 @@ def _flux_requests(args, session):
 
 def _run(p: Prepared, *, network=None, mcmc=False, n_samples, correct, chain=None):
     from xspec_sbi.api import sbi_fit
+    from xspec_sbi.options import NetworkOptions
     a = p.args
     progress = log.getEffectiveLevel() <= logging.INFO
+    if network is not None and not isinstance(network, (str, Path)):
+        network = NetworkOptions(load=network)   # loaded across set-ups (cli.apply.network_for)
     with executor(a.executor) as pool:
         return sbi_fit(p.session, prior=p.overrides, restrict=a.restrict, n_simulations=a.sims,
                        rounds=a.rounds, n_samples=n_samples, correct=correct, mcmc=mcmc,
@@ -180,7 +191,9 @@ def cmd_fit(args) -> int:
         report = stack.enter_context(output_folder(args.out, "--out", args.overwrite))
         net = (stack.enter_context(output_folder(args.save_network, "--save-network", args.overwrite))
                if args.save_network else None)
-        result = _run(p, network=args.network, mcmc=args.mcmc, n_samples=args.samples,
+        network = (network_for(args.network, p.session, p.box, p.config, args.device)
+                   if args.network else None)
+        result = _run(p, network=network, mcmc=args.mcmc, n_samples=args.samples,
                       correct=args.correct,
                       chain=dict(chain_length=args.chain_length, chain_burn=args.chain_burn,
                                  walkers=args.walkers))

@@ -109,8 +109,15 @@ def _check_nicer_arf(path: str) -> None:
 
 
 def build_session(spectra, model, *, ignore, notice, abund, xsect, respfile, arffile, backfile,
-                  nicer_like_arf):
-    """The session of the given PHA files, with the options' response, background and channels."""
+                  nicer_like_arf, group=None):
+    """The session of the given PHA files, with the options' response, background and channels.
+
+    ``group`` (channels a bin, ``--regroup``) replaces each file's GROUPING column
+    before ``ignore``/``notice``, keeping its QUALITY, as ``ftgrouppha
+    grouptype=constant`` would.
+    """
+    from dataclasses import replace
+
     from xspec_sbi.session import Session
     response = None
     if nicer_like_arf:
@@ -123,9 +130,18 @@ def build_session(spectra, model, *, ignore, notice, abund, xsect, respfile, arf
         _check_spectrum_path(str(s))
     from xspec_sbi.model.groups import GroupedModel
     groups = "per-file" if isinstance(model, GroupedModel) else None
-    session = Session.from_files(list(spectra), model, ignore=ignore, notice=notice,
-                                 respfile=respfile, ancrfile=arffile, backfile=backfile,
-                                 response=response, abund=abund, xsect=xsect, groups=groups)
+    session = Session.from_files(list(spectra), model, ignore=None if group else ignore,
+                                 notice=None if group else notice, respfile=respfile,
+                                 ancrfile=arffile, backfile=backfile, response=response,
+                                 abund=abund, xsect=xsect, groups=groups)
+    if group:
+        from xspec_sbi.presets.nicer import paper_grouping
+        regrouped = []
+        for s in session.spectra:
+            s = replace(s, grouping=paper_grouping(s.n_channels, int(group)), noticed=None)
+            s = s.ignore(ignore) if ignore else s
+            regrouped.append(s.notice(notice) if notice else s)
+        session = replace(session, spectra=tuple(regrouped))
     return session
 
 

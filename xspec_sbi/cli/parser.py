@@ -127,10 +127,15 @@ _APPLY_EXAMPLES = """examples:
   xspec-sbi apply nets/bursts b_001.pha b_002.pha b_003.pha --out runs/tracks
   xspec-sbi apply nets/bursts spectra/*.pha --times index --samples 5000 --out runs/tracks
 
-Spectra must share the training set-up (response, exposure, grouping, notice
-state, background): a mismatch is refused with the file and the property named.
-A spectrum outside the training spectra (far brighter, say) is warned about,
-or refused with --strict.
+  xspec-sbi apply nets/bursts b_004.pha b_008.pha --nicer-like-arf header --refine
+
+Spectra may differ from the training spectrum in exposure, ARF, RMF values,
+scaling or background level: each is weighted by its own exact likelihood and
+its differences are listed (tracks.csv, column setup). Spectra the network
+cannot read (other bins: another grouping or channel selection; a background
+where there was none) are refused with the file and the property named. A
+spectrum outside the training spectra (far brighter, say) is warned about, or
+refused with --strict.
 """
 _DEMO_EXAMPLES = """examples:
   xspec-sbi demo --quick --out runs/demo_quick
@@ -170,6 +175,10 @@ def _setup_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--respfile", metavar="FILE", help="RMF instead of the RESPFILE keyword (none: no file)")
     g.add_argument("--arffile", metavar="FILE", help="ARF instead of the ANCRFILE keyword (none: no file)")
     g.add_argument("--backfile", metavar="FILE", help="background instead of the BACKFILE keyword (none: no background)")
+    g.add_argument("--regroup", dest="group", type=_POSITIVE, metavar="N",
+                   help="regroup every spectrum by N channels a bin, file QUALITY kept (as "
+                        "ftgrouppha grouptype=constant groupscale=N): spectra whose own GROUPING "
+                        "differs then share one bin layout, which one network for many needs")
     g.add_argument("--nicer-like-arf", metavar="ARF",
                    help="use this NICER ARF with a Gaussian NICER-like redistribution "
                         "(when the real RMF is missing; an approximation, said in the report)")
@@ -183,6 +192,10 @@ def _setup_options(p: argparse.ArgumentParser) -> None:
                    help="flow: cmaf (default: calibrated conditional MAF), zuko_maf, maf, nsf, ... "
                         "(see NPEConfig)")
     s.add_argument("--max-epochs", type=_POSITIVE, default=1000, metavar="N", help="training epochs at most")
+    s.add_argument("--exposure-range", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                   help="train over exposures: each simulation's exposure is the spectrum's "
+                        "times a factor drawn log-uniformly in LOW-HIGH (holding 1), given to "
+                        "the network, so that apply serves spectra of other exposures, e.g. 0.25 4")
     s.add_argument("--seed", type=_SEED, default=0, metavar="N", help="seeds every random draw of the run")
     s.add_argument("--workers", type=_POSITIVE, metavar="N", help="simulation processes (default: all cores)")
     s.add_argument("--executor", metavar="dask://HOST:PORT",
@@ -265,6 +278,12 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("--correct", action=argparse.BooleanOptionalAction, default=True,
                        help="weight each spectrum's draws by its own exact likelihood (C-stat or "
                             "W-stat) and report ESS and Pareto k per spectrum in tracks.csv")
+    apply.add_argument("--nicer-like-arf", metavar="ARF|header",
+                       help="NICER-like response of the spectra: this ARF, or 'header': each "
+                            "spectrum's own ANCRFILE (default: the training spectrum's ARF)")
+    apply.add_argument("--refine", action="store_true",
+                       help="run the adaptive rounds (as fit) on each spectrum whose exact-"
+                            "likelihood check fails; rounds per spectrum go to tracks.csv")
     apply.add_argument("--strict", action="store_true",
                        help="fail (exit 1, nothing written) when a spectrum lies outside the "
                             "network's training spectra, instead of a warning per spectrum")

@@ -55,7 +55,10 @@ def simulate_reference(result, seed: int, restrict: str, n_train: int):
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), _STREAM]))
     sim = result.session.simulator()
     theta = result.prior.sample(n, rng=rng)
-    x = simulate(sim, theta, seed=int(rng.integers(2**63 - 1)))
+    from xspec_sbi.forward.exposure import exposure_varied
+    # an exposure-conditioned network was trained over exposures: so is its reference
+    x = simulate(exposure_varied(sim, result.posterior.config), theta,
+                 seed=int(rng.integers(2**63 - 1)))[:, :sim.n_outputs]
     kind, args = parse_restriction(restrict)
     if kind == "counts":
         source = sum(b[:, :p.n_bins].sum(axis=1) for p, b in zip(sim.parts, sim.split(x)))

@@ -46,6 +46,7 @@ def setup_record(args, model, overrides, result) -> dict:
         "abund": args.abund, "xsect": args.xsect,
         "respfile": keep(args.respfile), "arffile": keep(args.arffile),
         "backfile": keep(args.backfile), "nicer_like_arf": _abs(args.nicer_like_arf),
+        "group": args.group,   # absent from older set-ups: the files' own grouping
         "training_spectra": [os.path.abspath(s) for s in args.spectra],
         "npe_config": asdict(result.posterior.config),
         "prior_box": result.prior.to_dict(),

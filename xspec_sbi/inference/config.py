@@ -112,6 +112,14 @@ class NPEConfig:
         base to their maximum-likelihood values on the validation pairs
         (:meth:`xspec_sbi.inference.flows.ConditionalMAF.calibrate_base`), which widens an
         over-confident posterior.
+    exposure_range : (float, float) or None
+        Train over exposures: each simulation's source exposure is the
+        training spectrum's times a factor drawn log-uniformly in this range
+        (e.g. ``(0.25, 4.0)``; it must hold 1, the training spectrum itself),
+        and ``log`` of the factor is an input of the network beside the counts,
+        so one network serves spectra of other exposures (applying it passes each
+        spectrum's exposure over the training spectrum's). None (default): every
+        simulation has the training spectrum's exposure.
     """
 
     estimator: str = "cmaf"
@@ -136,8 +144,20 @@ class NPEConfig:
     clip_max_norm: float | None = 5.0
     num_threads: int | None = 1
     calibrate: bool = True
+    exposure_range: tuple | None = None
 
     def __post_init__(self) -> None:
+        if self.exposure_range is not None:
+            try:
+                lo, hi = (float(v) for v in self.exposure_range)
+            except (TypeError, ValueError):
+                raise NPEError(f"NPEConfig.exposure_range={self.exposure_range!r}: give two "
+                               "factors (LOW, HIGH), e.g. (0.25, 4.0)") from None
+            if not 0.0 < lo <= 1.0 <= hi or lo == hi:
+                raise NPEError(f"NPEConfig.exposure_range={self.exposure_range!r}: need "
+                               "0 < LOW <= 1 <= HIGH, LOW < HIGH (factors of the training "
+                               "spectrum's exposure, which is factor 1)")
+            object.__setattr__(self, "exposure_range", (lo, hi))   # a JSON list reads back
         if self.estimator not in _ESTIMATORS:
             raise NPEError(f"NPEConfig.estimator={self.estimator!r}; choose one of {_ESTIMATORS}")
         if self.theta_map not in _THETA_MAPS:
@@ -167,7 +187,10 @@ class NPEConfig:
         dict
             Round-trips through :meth:`from_dict`.
         """
-        return asdict(self)
+        d = asdict(self)
+        if d["exposure_range"] is not None:
+            d["exposure_range"] = list(d["exposure_range"])   # as JSON reads it back
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping, *, source: str = "NPEConfig.from_dict") -> NPEConfig:

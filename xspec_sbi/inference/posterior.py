@@ -80,11 +80,51 @@ class NeuralPosterior:
     # -- helpers ------------------------------------------------------------
     def _condition(self, x: np.ndarray) -> torch.Tensor:
         x = np.asarray(x, dtype=float)
-        if x.ndim != 2 or x.shape[1] != self.features.n_bins:
-            raise NPEError(
-                f"x must have shape (m, {self.features.n_bins}) counts, got {x.shape}"
-            )
-        return torch.from_numpy(self.features.apply(x)).to(self.device)
+        f = self.features
+        if x.ndim == 2 and f.extra == 1 and x.shape[1] == f.n_bins:
+            # counts alone: the exposure factor this posterior is read at (1: the training one)
+            x = self.with_exposure(x, getattr(self, "exposure_factor", 1.0))
+        if x.ndim != 2 or x.shape[1] != f.n_inputs:
+            what = (f"(m, {f.n_bins} + 1): counts, then log exposure factor," if f.extra
+                    else f"(m, {f.n_bins}) counts,")
+            raise NPEError(f"x must have shape {what} got {x.shape}")
+        return torch.from_numpy(f.apply(x)).to(self.device)
+
+    def at_exposure(self, exposure_factor: float) -> "NeuralPosterior":
+        """This posterior read, for counts alone, at ``exposure_factor`` (s / s of the training spectrum).
+
+        The same network (no copy of the weights): ``sample(x)`` and
+        ``log_prob(theta, x)`` with counts ``x`` then condition an
+        exposure-conditioned network on ``log(exposure_factor)``; rows that
+        already carry the factor are read as they are.
+        """
+        import copy
+        out = copy.copy(self)
+        out.exposure_factor = float(exposure_factor)
+        return out
+
+    def with_exposure(self, x: np.ndarray, exposure_factor) -> np.ndarray:
+        """Counts ``x`` (m, n_bins) with the input an exposure-conditioned network reads.
+
+        Parameters
+        ----------
+        x : (n_bins,) or (m, n_bins) ndarray, counts
+        exposure_factor : float or (m,) ndarray
+            Each observation's exposure over the training spectrum's (s / s).
+
+        Returns
+        -------
+        (m, n_bins + 1) ndarray
+            The counts, then ``log(exposure_factor)``; ``x`` unchanged for a
+            network trained at one exposure (``config.exposure_range`` None).
+        """
+        xs = np.atleast_2d(np.asarray(x, dtype=float))
+        if self.features.extra == 0:
+            return xs
+        f = np.broadcast_to(np.asarray(exposure_factor, dtype=float), (len(xs),))
+        if np.any(~(f > 0)):
+            raise NPEError(f"exposure_factor {f.tolist()}: must be > 0")
+        return np.concatenate([xs, np.log(f)[:, None]], axis=1)
 
     def _theta_from_s(self, s: np.ndarray) -> np.ndarray:
         theta = from_latent(self.prior, s * self.z_std + self.z_mean, self.config.theta_map)

@@ -86,7 +86,9 @@ def train_npe(
     rng = np.random.default_rng(rng)
     perm = rng.permutation(n)
     tr, va = perm[n_val:], perm[:n_val]
-    features = FeatureTransform.fit(x[tr], config.x_transform, config.pca_variance)
+    # an exposure-conditioned network's inputs end with log(exposure factor)
+    features = FeatureTransform.fit(x[tr], config.x_transform, config.pca_variance,
+                                    extra=1 if config.exposure_range else 0)
     z_mean, z_std = z[tr].mean(axis=0), z[tr].std(axis=0)
     z_std = np.where(z_std > 0, z_std, 1.0)
     s_all = torch.from_numpy(((z - z_mean) / z_std).astype(np.float32)).to(dev)
