@@ -83,7 +83,8 @@ def latent_log_det(prior: BoxPrior, theta: np.ndarray, kind: str) -> np.ndarray:
     theta = np.asarray(theta, dtype=float)
     log = prior.is_log
     lo, hi = prior.lower, prior.upper
-    width = np.where(log, np.log(hi / np.where(log, lo, 1.0)), hi - lo)
+    # hi / 1 for linear parameters: a negative linear bound must not reach the log
+    width = np.where(log, np.log(np.where(log, hi, 1.0) / np.where(log, lo, 1.0)), hi - lo)
     with np.errstate(divide="ignore", invalid="ignore"):
         log_gprime = np.where(log, -np.log(np.where(theta > 0, theta, np.nan)), 0.0)
         z = ndtri(prior.to_unit(theta))
