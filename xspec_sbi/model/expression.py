@@ -22,7 +22,7 @@ from xspec_sbi.model.parameters import ParameterSpec, parameter_index
 from xspec_sbi.model.table import TableInfo
 from xspec_sbi.model.table_file import table_component
 
-__all__ = ["ModelError", "ComponentInfo", "Component", "Model", "component_catalog",
+__all__ = ["ModelError", "ComponentInfo", "Component", "Model", "ParameterEdits", "component_catalog",
            "powerlaw_integral"]
 
 
@@ -188,7 +188,50 @@ def _kind(tree, comps) -> str:
 _LINK = re.compile(r"^=\s*(?:([-+0-9.eE]+)\s*\*\s*)?p(\d+)\s*$", re.IGNORECASE)
 
 
-class Model:
+class ParameterEdits:
+    """Copies of a model with parameters changed, by name or 1-based number.
+
+    For :class:`Model` and the grouped model of data groups; a class gives
+    ``parameters``, ``index_of`` and ``_with(params)`` (the same model with
+    ``params``). ``_FREEZE_UNLINKS``: freezing or thawing a parameter also
+    drops its link (a data group's copy, linked to group 1 by default).
+    """
+
+    _FREEZE_UNLINKS = False
+
+    def updated(self, name, **fields):
+        """A copy with one parameter's fields replaced (value, frozen, bot, link, ...)."""
+        i = self.index_of(name)
+        p = replace(self.parameters[i], **fields)
+        if "value" in fields and not (p.min <= p.value <= p.max):
+            raise ModelError(f"parameter {p.name}: value {p.value} outside its hard "
+                             f"limits [{p.min}, {p.max}]")
+        params = list(self.parameters)
+        params[i] = p
+        return self._with(params)
+
+    def set(self, **values):
+        """A copy with parameter values set by name: ``m.set(**{"TBabs.nH": 0.2})``."""
+        m = self
+        for name, value in values.items():
+            m = m.updated(name, value=float(value))
+        return m
+
+    def freeze(self, *names):
+        return self._frozen(names, True)
+
+    def thaw(self, *names):
+        return self._frozen(names, False)
+
+    def _frozen(self, names, frozen: bool):
+        extra = {"link": None} if self._FREEZE_UNLINKS else {}
+        m = self
+        for n in names:
+            m = m.updated(n, frozen=frozen, **extra)
+        return m
+
+
+class Model(ParameterEdits):
     """An XSPEC model expression with its parameters.
 
     Parameters
@@ -282,35 +325,8 @@ class Model:
     def free_names(self) -> tuple[str, ...]:
         return tuple(p.name for p in self.free_parameters)
 
-    def updated(self, name, **fields) -> "Model":
-        """A copy with one parameter's fields replaced (value, frozen, bot, ...)."""
-        i = self.index_of(name)
-        p = replace(self.parameters[i], **fields)
-        if "value" in fields and not (p.min <= p.value <= p.max):
-            raise ModelError(f"parameter {p.name}: value {p.value} outside its hard "
-                             f"limits [{p.min}, {p.max}]")
-        params = list(self.parameters)
-        params[i] = p
+    def _with(self, params) -> "Model":
         return Model(self.expression, params)
-
-    def set(self, **values) -> "Model":
-        """A copy with parameter values set by name: ``m.set(**{"TBabs.nH": 0.2})``."""
-        m = self
-        for name, value in values.items():
-            m = m.updated(name, value=float(value))
-        return m
-
-    def freeze(self, *names) -> "Model":
-        m = self
-        for n in names:
-            m = m.updated(n, frozen=True)
-        return m
-
-    def thaw(self, *names) -> "Model":
-        m = self
-        for n in names:
-            m = m.updated(n, frozen=False)
-        return m
 
     def free_values(self) -> np.ndarray:
         """Current values of the free parameters, shape (n_free,)."""

@@ -29,7 +29,7 @@ from typing import Sequence
 import numpy as np
 
 from xspec_sbi.model.catalogue import ModelError
-from xspec_sbi.model.expression import Model
+from xspec_sbi.model.expression import Model, ParameterEdits
 from xspec_sbi.model.parameters import ParameterSpec, parameter_index
 
 __all__ = ["GroupedModel", "GroupModel", "group_name", "free_per_group"]
@@ -43,7 +43,7 @@ def group_name(name: str, group: int) -> str:
     return name if group == 1 else f"{name}[{group}]"
 
 
-class GroupedModel:
+class GroupedModel(ParameterEdits):
     """One model expression over ``n_groups`` XSPEC data groups.
 
     Parameters
@@ -65,6 +65,8 @@ class GroupedModel:
     >>> g.free_names
     ('TBabs.nH', 'powerlaw.PhoIndex', 'powerlaw.norm', 'constant.factor[2]')
     """
+
+    _FREEZE_UNLINKS = True     # freezing or thawing a group's copy unties it from group 1
 
     def __init__(self, model: Model, n_groups: int, parameters: Sequence[ParameterSpec] | None = None):
         if not isinstance(model, Model):
@@ -152,37 +154,7 @@ class GroupedModel:
         """Data group (1-based) of a parameter given by name or number."""
         return self.index_of(name) // self.n_per_group + 1
 
-    # -- changing parameters ----------------------------------------------------------
-    def updated(self, name, **fields) -> "GroupedModel":
-        """A copy with one parameter's fields replaced (value, frozen, link, ...)."""
-        i = self.index_of(name)
-        p = replace(self.parameters[i], **fields)
-        if "value" in fields and not (p.min <= p.value <= p.max):
-            raise ModelError(f"parameter {p.name}: value {p.value} outside its hard "
-                             f"limits [{p.min}, {p.max}]")
-        params = list(self.parameters)
-        params[i] = p
-        return self._with(params)
-
-    def set(self, **values) -> "GroupedModel":
-        """A copy with values set by name: ``g.set(**{"constant.factor[2]": 0.9})``."""
-        m = self
-        for name, value in values.items():
-            m = m.updated(name, value=float(value))
-        return m
-
-    def freeze(self, *names) -> "GroupedModel":
-        m = self
-        for n in names:
-            m = m.updated(n, frozen=True, link=None)
-        return m
-
-    def thaw(self, *names) -> "GroupedModel":
-        m = self
-        for n in names:
-            m = m.updated(n, frozen=False, link=None)
-        return m
-
+    # -- changing parameters (updated, set, freeze, thaw: ParameterEdits) ---------------
     def untie(self, name, groups: Sequence[int] | None = None) -> "GroupedModel":
         """Free group 1's parameter ``name`` in other groups (XSPEC's ``untie`` then ``thaw``).
 
