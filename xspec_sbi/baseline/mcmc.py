@@ -23,6 +23,10 @@ The log-probability is ``-C / 2 + ln prior`` with a prior uniform within the
 hard limits, or ``p(x) ~ 1/x`` (log-uniform) for parameters that ask for it,
 or the inference prior itself (``prior=``: a :class:`BoxPrior`, Gaussian
 parameters included), so that the chain and the network share one density.
+
+Just over 400 lines: the conventions above, the walkers' start and the run
+are one reading of XSPEC's chain, kept together so they can be checked
+against it side by side.
 Walkers: the default (8) is raised, with a warning, to the smallest even
 number ``>= 2 n_free`` (emcee's and Goodman-Weare's requirement); an explicit
 count that is odd or too small is an error, as is a burn or length that is not
