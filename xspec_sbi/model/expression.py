@@ -22,7 +22,8 @@ from xspec_sbi.model.parameters import ParameterSpec, parameter_index
 from xspec_sbi.model.table import TableInfo
 from xspec_sbi.model.table_file import table_component
 
-__all__ = ["ModelError", "ComponentInfo", "Component", "Model", "ParameterEdits", "component_catalog",
+__all__ = ["ModelError", "ComponentInfo", "Component", "Model", "ParameterEdits", "link_order",
+           "resolve_values", "component_catalog",
            "powerlaw_integral"]
 
 
@@ -188,6 +189,51 @@ def _kind(tree, comps) -> str:
 _LINK = re.compile(r"^=\s*(?:([-+0-9.eE]+)\s*\*\s*)?p(\d+)\s*$", re.IGNORECASE)
 
 
+def link_order(parameters) -> tuple:
+    """``(i, factor, target)`` for each linked parameter (``"= pN"``, ``"= a*pN"``, 1-based N),
+    ordered so that each target is resolved before the parameters linked to it."""
+    links = {}
+    for i, p in enumerate(parameters):
+        if p.link is None:
+            continue
+        m = _LINK.match(p.link.strip())
+        if not m or not 1 <= int(m.group(2)) <= len(parameters):
+            raise ModelError(f"parameter {p.name}: link {p.link!r} is not of the form "
+                             f"'= pN' or '= a*pN' with N in 1..{len(parameters)}")
+        links[i] = (float(m.group(1)) if m.group(1) else 1.0, int(m.group(2)) - 1)
+    order, done = [], set()
+    for i in links:
+        chain, j = [], i
+        while j in links and j not in done:
+            if j in chain:
+                raise ModelError("parameter links form a loop: "
+                                 + " -> ".join(parameters[k].name for k in chain + [j]))
+            chain.append(j)
+            j = links[j][1]
+        for k in reversed(chain):
+            order.append((k,) + links[k])
+            done.add(k)
+    return tuple(order)
+
+
+def resolve_values(parameters, order, theta, free_names) -> np.ndarray:
+    """Every parameter's value (n_batch, n_parameters) from the free ones, links resolved.
+
+    ``order`` is :func:`link_order` of ``parameters``; ``free_names`` names the
+    free parameters in an error about the number of columns of ``theta``.
+    """
+    theta = np.atleast_2d(np.asarray(theta, dtype=np.float64))
+    free = [i for i, p in enumerate(parameters) if p.free]
+    if theta.shape[1] != len(free):
+        raise ModelError(f"expected {len(free)} free parameter values "
+                         f"({', '.join(free_names)}), got {theta.shape[1]}")
+    values = np.tile([p.value for p in parameters], (theta.shape[0], 1))
+    values[:, free] = theta
+    for i, factor, target in order:
+        values[:, i] = factor * values[:, target]
+    return values
+
+
 class ParameterEdits:
     """Copies of a model with parameters changed, by name or 1-based number.
 
@@ -271,6 +317,7 @@ class Model(ParameterEdits):
             raise ModelError(f"parameters given for {expression!r} do not match its components")
         self.parameters: tuple[ParameterSpec, ...] = parameters
         self._check_links()
+        self._links = link_order(parameters)
 
     def _default_parameters(self):
         out = []
@@ -352,19 +399,7 @@ class Model(ParameterEdits):
         -------
         ndarray (n_batch, n_parameters)
         """
-        theta = np.atleast_2d(np.asarray(theta, dtype=np.float64))
-        free = [i for i, p in enumerate(self.parameters) if p.free]
-        if theta.shape[1] != len(free):
-            raise ModelError(f"expected {len(free)} free parameter values "
-                             f"({', '.join(self.free_names)}), got {theta.shape[1]}")
-        values = np.tile([p.value for p in self.parameters], (theta.shape[0], 1))
-        values[:, free] = theta
-        for i, p in enumerate(self.parameters):
-            if p.link is not None:
-                m = _LINK.match(p.link.strip())
-                factor = float(m.group(1)) if m.group(1) else 1.0
-                values[:, i] = factor * values[:, int(m.group(2)) - 1]
-        return values
+        return resolve_values(self.parameters, self._links, theta, self.free_names)
 
     def evaluate(self, energy_edges, theta) -> np.ndarray:
         """Model photon flux for a batch of free-parameter vectors.

@@ -29,12 +29,11 @@ from typing import Sequence
 import numpy as np
 
 from xspec_sbi.model.catalogue import ModelError
-from xspec_sbi.model.expression import Model, ParameterEdits
+from xspec_sbi.model.expression import Model, ParameterEdits, link_order, resolve_values
 from xspec_sbi.model.parameters import ParameterSpec, parameter_index
 
 __all__ = ["GroupedModel", "GroupModel", "group_name", "free_per_group"]
 
-_LINK = re.compile(r"^=\s*(?:([-+0-9.eE]+)\s*\*\s*)?p(\d+)\s*$", re.IGNORECASE)
 _GROUPED_NAME = re.compile(r"^(?P<base>.+?)\s*\[\s*(?P<g>\d+)\s*\]$")
 
 
@@ -92,7 +91,7 @@ class GroupedModel(ParameterEdits):
         # every parameter free and unlinked: evaluates a group's full value vector as it is
         self._open = Model(model.expression, [replace(p, frozen=False, link=None)
                                               for p in model.parameters])
-        self._order = self._link_order()
+        self._order = link_order(self.parameters)
 
     # -- the Model interface the stages use ------------------------------------------
     @property
@@ -189,31 +188,6 @@ class GroupedModel(ParameterEdits):
         return Model(self.expression, list(group1))
 
     # -- evaluation ---------------------------------------------------------------------
-    def _link_order(self):
-        """Linked parameters in an order where each one's target is already resolved."""
-        links = {}
-        for i, p in enumerate(self.parameters):
-            if p.link is None:
-                continue
-            m = _LINK.match(p.link.strip())
-            if not m or not 1 <= int(m.group(2)) <= len(self.parameters):
-                raise ModelError(f"parameter {p.name}: link {p.link!r} is not of the form "
-                                 f"'= pN' or '= a*pN' with N in 1..{len(self.parameters)}")
-            links[i] = (float(m.group(1)) if m.group(1) else 1.0, int(m.group(2)) - 1)
-        order, done = [], set()
-        for i in links:
-            chain, j = [], i
-            while j in links and j not in done:
-                if j in chain:
-                    raise ModelError("parameter links form a loop: "
-                                     + " -> ".join(self.parameters[k].name for k in chain + [j]))
-                chain.append(j)
-                j = links[j][1]
-            for k in reversed(chain):
-                order.append((k,) + links[k])
-                done.add(k)
-        return tuple(order)
-
     def all_values(self, theta) -> np.ndarray:
         """Every group's parameters from the free values, links resolved.
 
@@ -225,16 +199,7 @@ class GroupedModel(ParameterEdits):
         -------
         ndarray (n_batch, n_groups * n_per_group)
         """
-        theta = np.atleast_2d(np.asarray(theta, dtype=np.float64))
-        free = [i for i, p in enumerate(self.parameters) if p.free]
-        if theta.shape[1] != len(free):
-            raise ModelError(f"expected {len(free)} free parameter values "
-                             f"({', '.join(self.free_names)}), got {theta.shape[1]}")
-        values = np.tile([p.value for p in self.parameters], (theta.shape[0], 1))
-        values[:, free] = theta
-        for i, factor, target in self._order:
-            values[:, i] = factor * values[:, target]
-        return values
+        return resolve_values(self.parameters, self._order, theta, self.free_names)
 
     def group_values(self, theta, group: int) -> np.ndarray:
         """Group ``group``'s full parameter vectors (n_batch, n_per_group)."""
