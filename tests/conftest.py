@@ -60,6 +60,17 @@ def pyxspec_tree() -> Path:
 
 
 @pytest.fixture
+def workdir(xspec_clean, shared_data, tmp_path, monkeypatch):
+    """PyXspec in a folder holding the XMM-pn and Swift XRT data sets (headers name files beside
+    the spectra)."""
+    for folder in ("xmm_pn_ngc7793_ulx4", "swift_xrt_grb110731a"):
+        for f in (shared_data / folder).iterdir():
+            (tmp_path / f.name).symlink_to(f)
+    monkeypatch.chdir(tmp_path)
+    return xspec_clean
+
+
+@pytest.fixture
 def xspec_clean():
     """PyXspec with empty AllData/AllModels, angr, cstat; emptied again afterwards."""
     from pyxspec_live_support import XSPEC, SKIP_REASON  # noqa: PLC0415 - live suite only

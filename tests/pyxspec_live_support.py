@@ -17,3 +17,13 @@ else:
     except Exception as exc:  # PyXspec raises more than ImportError without HEASoft
         XSPEC = None
         SKIP_REASON = f"PyXspec not importable here: {exc!r}"
+
+
+def check_statistic(session, theta, rel=1e-6):
+    """XSPEC's ``Fit.statistic`` at ``theta`` equals the session's own statistic; returns ours."""
+    import numpy as np
+    import pytest
+    from xspec_sbi import pyxspec as px
+    ours = float(session.statistic_function()(np.atleast_2d(theta))[0])
+    assert px.xspec_statistic(theta) == pytest.approx(ours, rel=rel)
+    return ours

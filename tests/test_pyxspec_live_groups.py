@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pyxspec_live_support import SKIP_REASON
+from pyxspec_live_support import SKIP_REASON, check_statistic
 from pyxspec_live_support import XSPEC as xspec
 from xspec_sbi import pyxspec as px
 from xspec_sbi.model.groups import GroupedModel
@@ -21,21 +21,6 @@ pytestmark = [pytest.mark.requires_pyxspec, pytest.mark.skipif(xspec is None, re
 
 PN = "PN.pha"
 XRT = "grb110731a_src.pha"
-
-
-@pytest.fixture
-def workdir(xspec_clean, shared_data, tmp_path, monkeypatch):
-    for folder in ("xmm_pn_ngc7793_ulx4", "swift_xrt_grb110731a"):
-        for f in (shared_data / folder).iterdir():
-            (tmp_path / f.name).symlink_to(f)
-    monkeypatch.chdir(tmp_path)
-    return xspec_clean
-
-
-def _check_statistic(session, theta, rel=1e-6):
-    ours = float(session.statistic_function()(np.atleast_2d(theta))[0])
-    assert px.xspec_statistic(theta) == pytest.approx(ours, rel=rel)
-    return ours
 
 
 def _two_groups(xs):
@@ -75,8 +60,8 @@ def test_constant_free_in_group_two(workdir):
     assert np.array_equal(pn.expected_source(theta)[0], pn.expected_source(theta)[1])
     np.testing.assert_allclose(xrt.expected_source(theta)[1] / xrt.expected_source(theta)[0],
                                0.5 / 0.85, rtol=1e-6)
-    a = _check_statistic(session, [0.1, 2.0, 1e-3, 0.85])
-    b = _check_statistic(session, [0.2, 1.8, 5e-4, 0.6])
+    a = check_statistic(session, [0.1, 2.0, 1e-3, 0.85])
+    b = check_statistic(session, [0.2, 1.8, 5e-4, 0.6])
     assert a != pytest.approx(b)
     assert px.snapshot() == before
 
@@ -97,4 +82,4 @@ def test_a_norm_free_per_group_and_the_tied_case_unchanged(workdir):
                                         "powerlaw.norm[2]")
     assert session.model["powerlaw.norm[2]"].value == pytest.approx(2e-3)
     px.check_agreement(session, rtol=1e-6)
-    _check_statistic(session, [0.2, 1.8, 5e-4, 9e-4])
+    check_statistic(session, [0.2, 1.8, 5e-4, 9e-4])

@@ -17,7 +17,7 @@ import pytest
 from astropy.io import fits
 
 from ogip_testfiles import write_pha_type2
-from pyxspec_live_support import SKIP_REASON
+from pyxspec_live_support import SKIP_REASON, check_statistic
 from pyxspec_live_support import XSPEC as xspec
 from xspec_sbi import pyxspec as px
 from xspec_sbi.model.library import XspecSettings
@@ -26,21 +26,6 @@ pytestmark = [pytest.mark.requires_pyxspec, pytest.mark.skipif(xspec is None, re
 
 PN = "PN.pha"                    # XMM EPIC-pn, grouped, with background
 XRT = "grb110731a_src.pha"       # Swift XRT WT, grouped, with background
-
-
-@pytest.fixture
-def workdir(xspec_clean, shared_data, tmp_path, monkeypatch):
-    """Both data sets linked into one folder (the headers name files beside the spectra)."""
-    for folder in ("xmm_pn_ngc7793_ulx4", "swift_xrt_grb110731a"):
-        for f in (shared_data / folder).iterdir():
-            (tmp_path / f.name).symlink_to(f)
-    monkeypatch.chdir(tmp_path)
-    return xspec_clean
-
-
-def _check_statistic(session, theta, rel=1e-6):
-    ours = float(session.statistic_function()(np.atleast_2d(theta))[0])
-    assert px.xspec_statistic(theta) == pytest.approx(ours, rel=rel)
 
 
 def test_two_spectra_in_one_group_backgrounds_and_ignores(workdir):
@@ -59,8 +44,8 @@ def test_two_spectra_in_one_group_backgrounds_and_ignores(workdir):
         assert 1 not in xs.AllData(2).noticed and 8 not in xs.AllData(2).noticed
     agreement = px.check_agreement(session, rtol=1e-6)
     assert len(agreement.max_relative) == 2
-    _check_statistic(session, [0.1, 2.0, 1e-3])
-    _check_statistic(session, [0.3, 1.6, 3e-4])
+    check_statistic(session, [0.1, 2.0, 1e-3])
+    check_statistic(session, [0.3, 1.6, 3e-4])
     assert px.snapshot() == before
 
 
@@ -75,7 +60,7 @@ def test_two_data_groups_tied_and_untied(workdir):
     assert len(session.spectra) == 2
     assert session.model.free_names == ("TBabs.nH", "powerlaw.PhoIndex", "powerlaw.norm")
     px.check_agreement(session, rtol=1e-6)
-    _check_statistic(session, [0.2, 1.8, 5e-4])
+    check_statistic(session, [0.2, 1.8, 5e-4])
     # A group with a parameter of its own has its copy (tests/test_pyxspec_live_groups.py).
     xs.AllModels(2)(3).untie()
     assert px.read_session().model.free_names[-1] == "powerlaw.norm[2]"
@@ -95,7 +80,7 @@ def test_frozen_and_linked_parameters(workdir):
     assert session.model["TBabs.nH"].frozen
     assert session.model["bbody.norm"].link is not None
     px.check_agreement(session, rtol=1e-6)
-    _check_statistic(session, [1.7, 3e-5, 0.5])
+    check_statistic(session, [1.7, 3e-5, 0.5])
     assert px.snapshot() == before
 
 
@@ -141,4 +126,4 @@ def test_type_ii_row(workdir, tmp_path):
     np.testing.assert_allclose(np.asarray(xs.AllData(1).values) * xs.AllData(1).exposure,
                                spec.binned_counts(), rtol=1e-6)
     px.check_agreement(session, rtol=1e-6)
-    _check_statistic(session, [0.3, 2.0, 4e-2])
+    check_statistic(session, [0.3, 2.0, 4e-2])
