@@ -60,6 +60,14 @@ def pyxspec_tree() -> Path:
 
 
 @pytest.fixture
+def pn(xspec_clean, shared_data, monkeypatch):
+    """PyXspec with the XMM-pn spectrum loaded, 0.3-10 keV noticed, in its folder."""
+    monkeypatch.chdir(shared_data / "xmm_pn_ngc7793_ulx4")
+    xspec_clean.Spectrum("PN.pha").ignore("**-0.3 10.-**")
+    return xspec_clean
+
+
+@pytest.fixture
 def workdir(xspec_clean, shared_data, tmp_path, monkeypatch):
     """PyXspec in a folder holding the XMM-pn and Swift XRT data sets (headers name files beside
     the spectra)."""

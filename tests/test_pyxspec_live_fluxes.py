@@ -46,14 +46,6 @@ CASES = [
 ]
 
 
-@pytest.fixture
-def pn(xspec_clean, shared_data, monkeypatch):
-    monkeypatch.chdir(shared_data / "xmm_pn_ngc7793_ulx4")
-    s = xspec_clean.Spectrum("PN.pha")
-    s.ignore("**-0.3 10.-**")
-    return xspec_clean
-
-
 def _session(xs, expression, theta):
     xs.Model(expression)
     session = px.read_session()

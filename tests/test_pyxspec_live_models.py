@@ -34,14 +34,6 @@ CASES = [
 ]
 
 
-@pytest.fixture
-def pn(xspec_clean, shared_data, monkeypatch):
-    monkeypatch.chdir(shared_data / "xmm_pn_ngc7793_ulx4")
-    s = xspec_clean.Spectrum("PN.pha")
-    s.ignore("**-0.3 10.-**")
-    return xspec_clean
-
-
 def test_engine_uses_xspecs_library():
     """The live process's engine loads $HEADAS's (12.9.1) library, not the wheel's."""
     lib = xslibrary.library()
