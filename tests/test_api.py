@@ -154,7 +154,9 @@ def test_observation_from_another_model_is_flagged(result, session):
     assert r.correction is not None and 0 < r.correction.ess_fraction <= 1
 
 
-def test_amortized_draws_are_corrected_per_spectrum_and_agree_with_chains(result, session):
+def test_amortized_draws_are_corrected_per_spectrum_and_agree_with_chains(result, session, shared_data):
+    # sized (budget, seeds, thresholds) on the real NICER ARF the reference session uses
+    # when ../shared is there; the built-in area table gives another likelihood
     # five spectra of the trained set-up: each one's reweighted draws against its own chain
     from xspec_sbi.baseline.comparison import fit_and_chain
     r, _ = result
@@ -185,7 +187,9 @@ def sim_stat(sim, observed):
     return PoissonStatistic(sim, observed)
 
 
-def test_amortized_across_set_ups_uses_each_spectrums_own_likelihood(result, session):
+def test_amortized_across_set_ups_uses_each_spectrums_own_likelihood(result, session, shared_data):
+    # sized (budget, seeds, thresholds) on the real NICER ARF the reference session uses
+    # when ../shared is there; the built-in area table gives another likelihood
     # issue 17: another ARF (+1 %) and another exposure (x 1.5), each judged by its own likelihood
     import dataclasses
 
