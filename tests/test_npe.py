@@ -250,9 +250,15 @@ def test_network_saved_before_a_config_field_existed_still_loads(gauss_post, tmp
     assert loaded.config == gauss_post.config
     x = np.array([0.3, 0.6])
     np.testing.assert_array_equal(loaded.sample(x, 200, rng=5), gauss_post.sample(x, 200, rng=5))
-    other = dict(FP, npe=dataclasses.replace(gauss_post.config, patience=11).to_dict())
-    with pytest.raises(FingerprintMismatch, match=r"\['npe'\]"):
-        NeuralPosterior.load(path, other)
+    # How it was trained is not what it is: another schedule loads the same network ...
+    schedule = dataclasses.replace(gauss_post.config, patience=11, max_epochs=7, learning_rate=1e-4)
+    loaded = NeuralPosterior.load(path, dict(FP, npe=schedule.to_dict()))
+    np.testing.assert_array_equal(loaded.sample(x, 200, rng=5), gauss_post.sample(x, 200, rng=5))
+    # ... another network or input transform is refused.
+    for change in ({"hidden_features": gauss_post.config.hidden_features + 1}, {"x_transform": "anscombe"}):
+        other = dict(FP, npe=dataclasses.replace(gauss_post.config, **change).to_dict())
+        with pytest.raises(FingerprintMismatch, match=r"\['npe'\]"):
+            NeuralPosterior.load(path, other)
     # A record from a newer version is refused naming the file, not misread.
     cfg_path.write_text(json.dumps(dict(cfg, fingerprint_schema=FINGERPRINT_SCHEMA + 1)))
     with pytest.raises(NPEError, match="config.json: fingerprint_schema"):

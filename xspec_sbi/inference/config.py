@@ -11,11 +11,18 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Mapping
 
-__all__ = ["NPEError", "FingerprintMismatch", "NPEConfig", "FINGERPRINT_SCHEMA"]
+__all__ = ["NPEError", "FingerprintMismatch", "NPEConfig", "FINGERPRINT_SCHEMA", "TRAINING_ONLY"]
 
 #: Version of the layout of the records saved with a network (configuration,
 #: fingerprint): bump it when a field changes meaning, not when one is added.
 FINGERPRINT_SCHEMA = 1
+
+#: Fields that say how a network was trained, not what it is or what it takes
+#: as input: a saved network is loaded whatever their values (a new default
+#: schedule must not make every saved network unreadable).
+TRAINING_ONLY = frozenset({"batch_size", "learning_rate", "validation_fraction", "patience",
+                           "max_epochs", "min_epochs", "smoothing", "lr_decay_patience",
+                           "clip_max_norm", "num_threads", "calibrate"})
 
 _ESTIMATORS = ("cmaf", "maf", "nsf", "maf_rqs", "zuko_maf", "zuko_nsf", "zuko_naf", "zuko_nice")
 _X_TRANSFORMS = ("log1p", "anscombe", "none")

@@ -30,7 +30,7 @@ import torch
 
 from xspec_sbi._version import __version__
 from xspec_sbi.files import ManifestError, atomic_folder, verify_manifest, write_manifest
-from xspec_sbi.inference.config import FINGERPRINT_SCHEMA, FingerprintMismatch, NPEConfig, NPEError
+from xspec_sbi.inference.config import FINGERPRINT_SCHEMA, TRAINING_ONLY, FingerprintMismatch, NPEConfig, NPEError
 
 __all__ = ["FORMAT", "full_fingerprint", "fingerprint_differences", "write_network", "read_network",
            "read_weights", "check_fingerprint", "NetworkFileError"]
@@ -79,6 +79,14 @@ def fingerprint_differences(saved: Mapping, expected: Mapping) -> list[str]:
     return sorted(k for k in set(saved) | set(expected) if saved.get(k) != expected.get(k))
 
 
+def _what_it_is(fingerprint: Mapping) -> dict:
+    """The fingerprint without the configuration's training-only fields (``TRAINING_ONLY``)."""
+    out = dict(fingerprint)
+    if isinstance(out.get("npe"), Mapping):
+        out["npe"] = {k: v for k, v in out["npe"].items() if k not in TRAINING_ONLY}
+    return out
+
+
 def check_fingerprint(path: str | os.PathLike, record: Mapping, fingerprint: Mapping,
                       config: NPEConfig) -> None:
     """Refuse a saved network whose fingerprint differs from the caller's.
@@ -104,6 +112,7 @@ def check_fingerprint(path: str | os.PathLike, record: Mapping, fingerprint: Map
     # The caller's copy of the configuration in the fingerprint is compared as
     # the configuration itself is read: fields added since saving take defaults.
     saved = {k: (upgraded if v == raw else v) for k, v in record["fingerprint"].items()}
+    saved, expected = _what_it_is(saved), _what_it_is(expected)
     differ = fingerprint_differences(saved, expected)
     if differ:
         detail = "; ".join(f"{k}: saved {saved.get(k)!r} != expected {expected.get(k)!r}" for k in differ)
