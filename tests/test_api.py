@@ -226,3 +226,17 @@ def test_amortized_across_set_ups_uses_each_spectrums_own_likelihood(result, ses
     narrow = dataclasses.replace(spectra[0].ignore("**-1.0"), path="narrow.pha")
     with pytest.raises(SetupError, match="narrow.pha.*noticed bins"):
         r.posteriors_for([narrow], n_samples=200)
+
+
+def test_a_fit_leaves_xspecs_tables_as_they_were(session):
+    """The reference session uses wilm; the process was at angr before the fit, and is after
+    it (a spectrum faked afterwards with a bare model used wilm before: a second run of the
+    same script in one process then gave other numbers)."""
+    from xspec_sbi.model import library
+    from xspec_sbi.model.library import XspecSettings
+    assert session.settings.abund == "wilm"
+    library.configure(XspecSettings(abund="angr", xsect="vern"))
+    sbi_fit(session, prior=table1_prior(1), restrict=None, n_simulations=300, n_samples=300,
+            chain=False, seed=1, workers=1, config=NPEConfig(max_epochs=3, min_epochs=1),
+            progress=False)
+    assert library.current_settings() == XspecSettings(abund="angr", xsect="vern")

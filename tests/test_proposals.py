@@ -31,3 +31,15 @@ def test_mixture_density_and_draws_agree():
     draws = m.sample(10_000, rng=4)
     far = lambda x: PRIOR.to_unit(x)[:, 1] < 0.5   # noqa: E731  a half of the box a barely reaches
     assert abs(far(draws).mean() - np.mean(ratio * far(theta))) < 0.02
+
+
+def test_student_t_draws_never_land_on_a_bound():
+    """A t centred in the far latent tail (a posterior piled at a bound) puts some draws
+    beyond what the probit map resolves: they are redrawn, so every draw has a density
+    (the defensive check refused a draw on the bound before)."""
+    box = BoxPrior((ParameterPrior("a", "uniform", 0.0, 1.0), ParameterPrior("b", "log", 1e-3, 10.0)))
+    t = LatentStudentT(box, np.array([7.5, 0.0]), np.eye(2), 4.0)
+    draws = t.sample(20_000, rng=1)
+    assert np.isfinite(t.log_prob(draws)).all()
+    assert box.contains(draws).all() and (draws[:, 0] < 1.0).all()
+    np.testing.assert_array_equal(draws, t.sample(20_000, rng=1))

@@ -230,6 +230,13 @@ class RefineOptions:
     fallback : {"chain", "none"}
         What to return when the check still fails: exact chain draws, or the
         network's draws (flagged as such).
+    moves : int
+        Metropolis steps at most on the exact posterior for every
+        corrected draw after resampling (default 6; they stop once 90 % of the
+        draws have moved; 0: none). Resampling repeats draws; the moves spread
+        the copies apart and leave the posterior as it is
+        (:mod:`xspec_sbi.checks.moves`). Fewer steps where the statistic is
+        costly: all of them take at most ``Budget.check_seconds``.
     """
 
     enabled: bool = True
@@ -239,6 +246,7 @@ class RefineOptions:
     max_seconds: float | None = None
     min_ess_fraction: float = 0.02
     fallback: str = "chain"
+    moves: int = 6
 
     def __post_init__(self):
         _positive_int("refine max_rounds", self.max_rounds, 0)
@@ -248,6 +256,7 @@ class RefineOptions:
             raise OptionError(f"refine fallback={self.fallback!r}: choose 'chain' or 'none'")
         if not 0.0 <= self.min_ess_fraction < 1.0:
             raise OptionError(f"refine min_ess_fraction={self.min_ess_fraction!r}: must be in [0, 1)")
+        _positive_int("refine moves", self.moves, 0)
 
     def per_round(self, first_round: int) -> int:
         """Simulations of each refinement round, given the first round's."""

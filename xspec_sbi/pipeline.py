@@ -78,6 +78,7 @@ class _Stage:
     simulate_fn: object = None
     n_simulated: int = 0
     checked: int = 0
+    per_draw: float = 0.0   # s per statistic, measured by the last likelihood check
 
     def timed(self, name, t0):
         self.timings[name] = time.perf_counter() - t0
@@ -88,8 +89,22 @@ def run(session: Session, prior=None, restrict="cstat", *, seed: int = 0, correc
     """Neural posterior of ``session`` beside the chain: the body of :func:`xspec_sbi.sbi_fit`.
 
     Parameters are those of ``sbi_fit`` with the options in records (see
-    :mod:`xspec_sbi.options`).
+    :mod:`xspec_sbi.options`). XSPEC's abundance and cross-section tables are
+    the session's during the run and what they were before once it returns:
+    a fit does not change them, as in XSPEC (a model evaluated or a spectrum
+    faked afterwards, outside a session, uses the tables the user had; before,
+    it silently used the last fitted session's, and a second run of the same
+    script in one process gave other numbers).
     """
+    before = library.current_settings()
+    try:
+        return _run(session, prior, restrict, seed=seed, correct=correct, options=options)
+    finally:
+        library.configure(before)
+
+
+def _run(session: Session, prior, restrict, *, seed: int, correct: bool,
+         options: RunOptions) -> SBIResult:
     t_all = time.perf_counter()
     o = options
     mdl = session.model
@@ -145,7 +160,7 @@ def run(session: Session, prior=None, restrict="cstat", *, seed: int = 0, correc
         raw = draw(posterior)
         st.timed("sampling", t0)
 
-        correction, samples, source, rounds = None, raw, "network", ()
+        correction, samples, source, rounds, moves = None, raw, "network", (), None
         if correct:
             t0 = time.perf_counter()
             correction = likelihood_check(raw, posterior, st)
@@ -175,6 +190,10 @@ def run(session: Session, prior=None, restrict="cstat", *, seed: int = 0, correc
                 st.timed("refinement", t0)
             if correction.reliable:
                 samples, source = correction.theta, "corrected"
+                if o.refine.moves:
+                    t0 = time.perf_counter()
+                    samples, moves = _moves(samples, st)
+                    st.timed("moves", t0)
 
         mcmc_chain = chain_fit = chain_good = None
         exact_needed = correct and source != "corrected" and o.refine.fallback == "chain" and o.refine.enabled
@@ -232,7 +251,25 @@ def run(session: Session, prior=None, restrict="cstat", *, seed: int = 0, correc
         goodness=goodness, session=session, prior=box, posterior=posterior, chain=mcmc_chain,
         chain_fit=chain_fit, chain_goodness=chain_good, correction=correction, trust=trust,
         timings=st.timings, settings=record, restriction=restriction, xspec=xspec_side,
-        samples_source=source, rounds=rounds, checked_draws=st.checked)
+        samples_source=source, rounds=rounds, checked_draws=st.checked, moves=moves)
+
+
+def _moves(samples, st: _Stage):
+    """Metropolis moves of the resampled corrected draws (``RefineOptions.moves``), as many
+    steps as ``Budget.check_seconds`` affords at the statistic's measured cost."""
+    from xspec_sbi.checks.moves import metropolis_moves
+    steps = st.options.refine.moves
+    if st.per_draw > 0:
+        steps = min(steps, int(st.options.budget.check_seconds / (st.per_draw * len(samples))))
+    if steps < 2:
+        log.info("no Metropolis moves of the corrected draws: the statistic is too costly here "
+                 "(%.1f ms per draw, Budget.check_seconds %.0f s)", 1e3 * st.per_draw,
+                 st.options.budget.check_seconds)
+        return samples, None
+    moved, record = metropolis_moves(samples, lambda t: st.box.log_prob(t) - 0.5 * st.stat_fn(t),
+                                     st.box, rng=st.rng, max_steps=steps)
+    log.info("corrected draws refreshed: %s", record)
+    return moved, record
 
 
 def _first_kind(o: RunOptions) -> str:
@@ -353,7 +390,10 @@ def likelihood_check(raw, posterior, st: _Stage, *, log_q=None):
     draws = raw[:n_check]
     log_q = posterior.log_prob(draws, st.x_obs) if log_q is None else log_q(draws)
     log_prior = st.box.log_prob(draws)
+    t0 = time.perf_counter()
     log_like = -0.5 * st.stat_fn(draws)   # in one call, as always: the probe only sized the work
+    # the cost the moves are sized on: this whole call, not the probe (per-call overhead, load)
+    st.per_draw = (time.perf_counter() - t0) / len(draws)
     const = log_like_constant(st.sim, st.x_obs)
     return importance_correct(draws, log_q, log_prior, log_like, st.rng, log_like_constant=const,
                               n_resample=None if n_check == n else n)

@@ -14,6 +14,7 @@ if TYPE_CHECKING:   # the types of the fields; importing them here would pull in
     from xspec_sbi.baseline.fit import FitResult
     from xspec_sbi.baseline.mcmc import ChainResult
     from xspec_sbi.checks.importance import ImportanceResult
+    from xspec_sbi.checks.moves import MoveRecord
     from xspec_sbi.checks.ood import OODResult
     from xspec_sbi.checks.ppc import PPCResult
     from xspec_sbi.forward.stats import GoodnessOfFit
@@ -159,9 +160,11 @@ def describe_samples(result) -> SamplesText:
     source = getattr(result, "samples_source", "corrected")
     n_rounds = len(getattr(result, "rounds", ()))
     if source == "corrected":
-        return SamplesText("passed", "network draws reweighted by the exact likelihood",
+        moves = getattr(result, "moves", None)
+        moved = "" if moves is None else f", then {moves.steps} Metropolis steps on it"
+        return SamplesText("passed", f"network draws reweighted by the exact likelihood{moved}",
                            "SBI samples are the network's, reweighted by the exact likelihood "
-                           "(importance sampling, reliable here)")
+                           f"(importance sampling, reliable here){moved}")
     if source == "chain":
         return SamplesText("warning", "the network failed its check within the budget: the samples "
                            "are an exact Goodman-Weare chain started from its draws",
@@ -232,6 +235,9 @@ class SBIResult:
     fluxes : tuple of BandFlux or BandLuminosity
         Fluxes and luminosities asked for up front (:meth:`with_fluxes`),
         computed from ``samples``.
+    moves : MoveRecord or None
+        The Metropolis moves that refreshed the resampled corrected draws
+        (``RefineOptions.moves``; :mod:`xspec_sbi.checks.moves`); None: no moves.
     """
 
     names: tuple[str, ...]
@@ -259,6 +265,7 @@ class SBIResult:
     rounds: tuple = ()
     checked_draws: int = 0
     fluxes: tuple = ()
+    moves: Optional["MoveRecord"] = None
 
     # -- tables --------------------------------------------------------------------
     def chain_summaries(self) -> tuple[ParameterSummary, ...] | None:
@@ -299,6 +306,8 @@ class SBIResult:
             if 0 < self.checked_draws < len(self.samples_raw):
                 rows.append(f"  (on {self.checked_draws} of the {len(self.samples_raw)} network draws: "
                             "the statistic is costly here, see Budget.check_seconds)")
+            if self.moves is not None and self.samples_source == "corrected":
+                rows.append(f"  corrected draws refreshed by {self.moves}")
         if self.xspec is not None:
             rows.append(str(self.xspec))
         rows.extend(self.trust.lines())

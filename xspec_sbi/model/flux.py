@@ -152,13 +152,13 @@ class _GroupView:
         self.grouped, self.group = grouped, int(group)
         self.expression = grouped.expression
         self.components = grouped.components
-        self._tree = grouped._open._tree
+        self._tree = grouped.open_model._tree
 
     def evaluate(self, edges, theta):
         return self.grouped.evaluate_group(edges, theta, self.group)
 
     def all_values(self, theta):
-        return self.grouped._open.all_values(self.grouped.group_values(theta, self.group))
+        return self.grouped.open_model.all_values(self.grouped.group_values(theta, self.group))
 
 
 def _engine_model(model):

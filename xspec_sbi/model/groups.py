@@ -95,6 +95,12 @@ class GroupedModel(ParameterEdits):
 
     # -- the Model interface the stages use ------------------------------------------
     @property
+    def open_model(self) -> Model:
+        """One group's model with every parameter free and unlinked: it evaluates a
+        group's full value vector (:meth:`group_values`) as it is."""
+        return self._open
+
+    @property
     def expression(self) -> str:
         return self.base.expression
 

@@ -1,0 +1,72 @@
+"""Metropolis moves of resampled corrected draws: they keep the posterior and remove the copies.
+
+The target is analytic: a Gaussian likelihood in ``x`` under a uniform prior
+and in ``ln y`` under a log-uniform prior, so the posterior is a product of
+(truncated) normals in ``x`` and ``ln y``, sampled exactly by scipy.
+"""
+import numpy as np
+import pytest
+from scipy import stats
+
+from xspec_sbi.checks.moves import metropolis_moves
+from xspec_sbi.inference.parameter_prior import ParameterPrior
+from xspec_sbi.inference.priors import BoxPrior
+
+BOX = BoxPrior((ParameterPrior("x", "uniform", -1.0, 3.0), ParameterPrior("y", "log", 1e-3, 10.0)))
+MX, SX = 0.2, 0.3                 # x: N(0.2, 0.3) truncated at -1 (4 sd: almost untouched)
+MY, SY = np.log(0.05), 0.4        # ln y: N(ln 0.05, 0.4)
+EXACT = [stats.truncnorm((-1.0 - MX) / SX, (3.0 - MX) / SX, MX, SX),
+         stats.truncnorm((np.log(1e-3) - MY) / SY, (np.log(10.0) - MY) / SY, MY, SY)]
+
+
+def log_target(t):
+    return BOX.log_prob(t) - 0.5 * ((t[:, 0] - MX) / SX) ** 2 - 0.5 * ((np.log(t[:, 1]) - MY) / SY) ** 2
+
+
+def exact(n, seed):
+    rng = np.random.default_rng(seed)
+    return np.column_stack([EXACT[0].rvs(n, random_state=rng), np.exp(EXACT[1].rvs(n, random_state=rng))])
+
+
+def ks_pvalues(theta):
+    return [stats.kstest(theta[:, 0], EXACT[0].cdf).pvalue, stats.kstest(np.log(theta[:, 1]), EXACT[1].cdf).pvalue]
+
+
+def test_moves_keep_the_posterior_and_spread_the_copies():
+    pool = exact(4000, 1)
+    resampled = pool[np.random.default_rng(2).choice(4000, 4000, replace=True)]   # SIR's copies
+    moved, rec = metropolis_moves(resampled, log_target, BOX, rng=np.random.default_rng(3))
+    assert rec.unique_before < 0.7 * 4000           # ~63 % distinct before
+    assert rec.unique_after > 0.95 * 4000 and rec.moved_fraction >= 0.95
+    assert 2 <= rec.steps <= 12 and all(0.05 < a < 0.9 for a in rec.acceptance)
+    assert min(ks_pvalues(moved)) > 0.01
+    assert BOX.contains(moved).all()
+
+
+def test_moves_pull_a_displaced_sample_towards_the_posterior():
+    """A Metropolis step cannot make a right sample wrong, and it does move a wrong one:
+    draws started 1 sd too high end up closer to the exact mean."""
+    start = exact(3000, 4) + np.array([SX, 0.0])
+    moved, _ = metropolis_moves(start, log_target, BOX, rng=np.random.default_rng(5), target_moved=1.01,
+                                max_steps=30)
+    before, after = abs(start[:, 0].mean() - EXACT[0].mean()), abs(moved[:, 0].mean() - EXACT[0].mean())
+    assert before > 0.9 * SX and after < 0.3 * before
+
+
+def test_same_seed_same_moves_and_bound_rows_stay():
+    theta = exact(500, 6)
+    theta[0] = [3.0, 0.05]     # on the x bound: z infinite, the row is left where it is
+    a, ra = metropolis_moves(theta, log_target, BOX, rng=np.random.default_rng(7))
+    b, rb = metropolis_moves(theta, log_target, BOX, rng=np.random.default_rng(7))
+    np.testing.assert_array_equal(a, b)
+    assert ra.acceptance == rb.acceptance
+    np.testing.assert_array_equal(a[0], [3.0, 0.05])
+    assert not np.array_equal(a[1:], theta[1:])
+
+
+@pytest.mark.parametrize("max_steps", [0])
+def test_no_steps_no_change(max_steps):
+    theta = exact(100, 8)
+    out, rec = metropolis_moves(theta, log_target, BOX, rng=np.random.default_rng(9), max_steps=max_steps)
+    np.testing.assert_array_equal(out, theta)
+    assert rec.steps == 0
