@@ -114,7 +114,7 @@ def test_a_curved_region_is_enclosed_and_drawing_folds_nothing():
 def _correlated_5d():
     rng = np.random.default_rng(21)
     a = rng.normal(size=(5, 5))
-    c = a @ a.T + 0.05 * np.eye(5)                       # positive definite, strongly correlated
+    c = a @ a.T + 0.05 * np.eye(5)                       # positive definite, correlated
     corr = c / np.sqrt(np.outer(np.diag(c), np.diag(c)))
     sd = np.array([0.5, 0.02, 0.1, 1.0, 0.05])
     return np.array([1.0, 2.0, -3.0, 10.0, 0.3]), corr * np.outer(sd, sd)
