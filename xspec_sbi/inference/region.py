@@ -5,36 +5,39 @@ C-stat (or W-stat) against the observation is among the best. That condition
 is a function of the parameters alone, so it can be evaluated exactly instead
 of being learned by a classifier from simulations (the paper's general
 method, kept in :mod:`xspec_sbi.inference.restrict` for conditions on the
-simulated spectra, such as a count window). A wide prior then costs seconds,
-not minutes: each round folds a few thousand parameter vectors, and the final
-region is sampled by rejection inside a sub-box, not from the whole prior.
+simulated spectra, such as a count window).
 
-Rounds, in the prior's warped coordinates (log for log-uniform parameters):
+The region is ``{stat(theta) <= best + floor}``, ``floor`` the chi-square
+quantile ``1 - epsilon`` for the number of free parameters: in the Gaussian
+limit ``stat - stat_min`` is chi-square with ``n_free`` degrees of freedom, so
+the region holds all the posterior mass but a fraction ``epsilon``. Finding it
+takes a few thousand foldings, in a handful of batched calls:
 
-1. draw ``n_per_round`` points from the prior on the current sub-box (the prior
-   box at first; uniform in the warped coordinates but for a Gaussian prior),
-   keeping those inside the previous round's region;
-2. threshold ``t = max(min(t_prev, q_F), best + floor)``: ``q_F`` the ``F``
-   quantile of the statistics drawn, ``floor`` the chi-square quantile
-   ``1 - epsilon`` for the number of free parameters;
-3. sub-box = range of the points under ``t``, widened by ``margin`` of that range
-   on each side, within the previous sub-box.
+1. a look at the whole prior (``n_per_round`` draws);
+2. local fits (L-BFGS-B in the warped coordinates, log for log-uniform
+   parameters; each gradient one batch of ``2 k + 1`` rows) from its best
+   ``n_starts`` distinct draws: ``best`` is then the true minimum, not the
+   smallest of random draws (on the real NICER persistent spectrum the rounds
+   below stopped near a local minimum 68 above the best fit);
+3. the curvature at the best fit (one batch) gives the Gaussian-limit
+   ellipsoid, probed uniformly at 1.6 times its radius; the ellipsoid is then
+   refitted to every point found under the threshold until no probe under it
+   lies beyond the known extent (:func:`_enclosing_ellipsoid`), its radius
+   ``enlarge`` times the farthest point's.
 
-It stops when the threshold reaches ``best + floor`` and the sub-box stops
-shrinking. The region ``{stat(theta) <= t}`` holds all the posterior mass but
-a fraction of order ``epsilon`` in the Gaussian limit (``stat - stat_min`` is
-then chi-square with ``n_free`` degrees of freedom); ``best`` is the smallest
-statistic seen, never below the true minimum, which only widens the region.
+The truncation trained on is that ellipsoid (:class:`EllipsoidRegion`), a
+superset of the statistic's region, so it holds at least the same posterior
+mass. Testing a point is a quadratic form, not a folding of the model; with
+uniform and log-uniform priors (uniform in the warped coordinates) the
+training parameters are drawn uniformly in the ellipsoid itself, with no
+rejection from its bounding box (which a correlated 5-parameter region fills
+to 0.1 %), and its prior mass is its volume.
 
-The truncation trained on is an ellipsoid in the warped coordinates that
-encloses that region (:class:`EllipsoidRegion`): fitted to every point found
-under ``t``, its radius the farthest of them times ``enlarge``, and checked by
-probing a larger ellipsoid until no point under ``t`` lies beyond the known
-extent. Testing a point is then a quadratic form, not a folding of the model:
-drawing 10,000 training parameters used to fold ~20 candidates each (a box
-around a correlated region, 6 % accepted on a wide-prior Swift spectrum: 29 s
-of an 80 s run) and now folds none. The ellipsoid is a superset of the
-statistic's region, so it holds at least the same posterior mass.
+When no ellipsoid settles, the earlier method runs (:func:`_by_rounds`):
+rounds of ``n_per_round`` draws in a shrinking sub-box, each keeping the best
+``fraction`` (threshold ``max(min(t_prev, q_F), best + floor)``), the sub-box
+the kept points' range widened by ``margin``, until the threshold reaches
+``best + floor`` and the sub-box stops shrinking.
 """
 from __future__ import annotations
 
