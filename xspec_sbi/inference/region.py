@@ -16,9 +16,8 @@ takes a few thousand foldings, in a handful of batched calls:
 1. a look at the whole prior (``n_per_round`` draws);
 2. local fits (L-BFGS-B in the warped coordinates, log for log-uniform
    parameters; each gradient one batch of ``2 k + 1`` rows) from its best
-   ``n_starts`` distinct draws: ``best`` is then the true minimum, not the
-   smallest of random draws (on the real NICER persistent spectrum the rounds
-   below stopped near a local minimum 68 above the best fit);
+   ``n_starts`` distinct draws: ``best`` is the true minimum, not the smallest
+   of random draws (the rounds below stopped 68 above it on a real NICER spectrum);
 3. the curvature at the best fit (one batch) gives the Gaussian-limit
    ellipsoid, probed uniformly at 1.6 times its radius; the ellipsoid is then
    refitted to every point found under the threshold until no probe under it
@@ -26,12 +25,11 @@ takes a few thousand foldings, in a handful of batched calls:
    ``enlarge`` times the farthest point's.
 
 The truncation trained on is that ellipsoid (:class:`EllipsoidRegion`), a
-superset of the statistic's region, so it holds at least the same posterior
-mass. Testing a point is a quadratic form, not a folding of the model; with
-uniform and log-uniform priors (uniform in the warped coordinates) the
-training parameters are drawn uniformly in the ellipsoid itself, with no
-rejection from its bounding box (which a correlated 5-parameter region fills
-to 0.1 %), and its prior mass is its volume.
+superset of the statistic's region: it holds at least the same posterior mass,
+and testing a point is a quadratic form, not a folding. Under uniform and
+log-uniform priors (uniform in the warped coordinates) training parameters are
+drawn in the ellipsoid itself, not by rejection from its bounding box (0.1 %
+accepted on a correlated 5-parameter region), and its prior mass is its volume.
 
 When no ellipsoid settles, the earlier method runs (:func:`_by_rounds`):
 rounds of ``n_per_round`` draws in a shrinking sub-box, each keeping the best
