@@ -26,8 +26,8 @@ def _finite(s: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(s), s, np.inf)
 
 
-def minimise_in_cube(f: Objective, u0: np.ndarray, *, step: float = 1e-6,
-                     max_iter: int = 200) -> tuple[np.ndarray, float]:
+def minimise_in_cube(f: Objective, u0: np.ndarray, *, step: float = 1e-6, max_iter: int = 200,
+                     ftol: float = 1e-7) -> tuple[np.ndarray, float]:
     """Bounded local minimum of ``f`` from ``u0`` (L-BFGS-B, batched central differences).
 
     Parameters
@@ -39,6 +39,10 @@ def minimise_in_cube(f: Objective, u0: np.ndarray, *, step: float = 1e-6,
     step : float
         Finite-difference step in ``u`` (one-sided at a face of the cube).
     max_iter : int
+    ftol : float
+        Stop when an iteration improves ``f`` by less than this fraction of it: the
+        restriction needs the minimum to a small part of its chi-square floor
+        (1e-7 of a C-stat of 1e4 is 1e-3), not to L-BFGS-B's default 2e-9.
 
     Returns
     -------
@@ -66,7 +70,7 @@ def minimise_in_cube(f: Objective, u0: np.ndarray, *, step: float = 1e-6,
     if not np.isfinite(s0):
         return u0, s0
     res = minimize(value_and_grad, u0, jac=True, method="L-BFGS-B", bounds=[(0.0, 1.0)] * k,
-                   options={"maxiter": max_iter})
+                   options={"maxiter": max_iter, "ftol": ftol})
     u = np.clip(res.x, 0.0, 1.0)
     value = float(res.fun)
     return (u, value) if np.isfinite(value) and value <= s0 else (u0, s0)
