@@ -119,11 +119,16 @@ def test_background_dominated_source_gets_exact_draws_without_more_simulations(f
     assert r.samples_source == "corrected" and r.rounds[-1].passed
     assert r.rounds[-1].kind == "defensive" and r.rounds[-1].simulations == 0
     assert "defensive" in r.table()
-    # against an independent exact answer: a Goodman-Weare chain on the same W-stat
-    chain = sbi_fit(faint, prior=FAINT_PRIOR,
-                    refine=RefineOptions(max_rounds=0), **{**SMALL, "restrict": "cstat", "chain_length": 12000}).chain.samples
+    # against an independent exact answer: prior draws weighted by the same W-stat's likelihood
+    # (100,000 draws, ESS ~1,000; a 12,000-step chain started from the network's draws mixed
+    # too slowly on this broad, curved posterior to serve: 3x too narrow in log nH)
+    stat = faint.statistic_function()
+    theta = r.prior.sample(100_000, rng=5)
+    s = np.concatenate([stat(theta[i:i + 2000]) for i in range(0, len(theta), 2000)])
+    w = np.exp(-0.5 * (s - s.min()))
+    exact = theta[np.random.default_rng(6).choice(len(theta), 10_000, p=w / w.sum())]
     z = lambda t: np.column_stack([np.log10(t[:, 0]), t[:, 1], np.log10(t[:, 2])])  # noqa: E731
-    a, b = z(r.samples), z(chain)
+    a, b = z(r.samples), z(exact)
     diff = np.abs(np.median(a, axis=0) - np.median(b, axis=0)) / b.std(axis=0)
     assert np.all(diff < 0.35), diff
     ratio = np.subtract(*np.quantile(a, [0.84, 0.16], axis=0)) / np.subtract(*np.quantile(b, [0.84, 0.16], axis=0))

@@ -109,3 +109,67 @@ def test_a_curved_region_is_enclosed_and_drawing_folds_nothing():
     draws = res.prior.sample(10_000, rng=9)
     assert len(calls) == n_calls and np.all(prior.contains(draws))
     assert res.prior.mass < 0.1      # far smaller than the prior (the banana's box: 0.015)
+
+
+def _correlated_5d():
+    rng = np.random.default_rng(21)
+    a = rng.normal(size=(5, 5))
+    c = a @ a.T + 0.05 * np.eye(5)                       # positive definite, correlated
+    corr = c / np.sqrt(np.outer(np.diag(c), np.diag(c)))
+    sd = np.array([0.5, 0.02, 0.1, 1.0, 0.05])
+    return np.array([1.0, 2.0, -3.0, 10.0, 0.3]), corr * np.outer(sd, sd)
+
+
+def test_a_correlated_region_in_five_dimensions_is_drawn_directly():
+    # 5 correlated parameters under a wide prior: the region fills a few per mille of its
+    # bounding box, so the draws come from the ellipsoid itself; its mass is its volume
+    mu, cov = _correlated_5d()
+    prior = BoxPrior(tuple(ParameterPrior(f"p{i}", "uniform", -50.0, 50.0) for i in range(5)))
+    rows = []
+    stat0 = _gauss_stat(mu, cov)
+
+    def stat(theta):
+        rows.append(len(theta))
+        return stat0(theta)
+
+    res = restrict_by_statistic(stat, prior, rng=3)
+    exact = np.random.default_rng(4).multivariate_normal(mu, cov, size=200_000)
+    assert res.prior.contains(exact).mean() >= 0.999
+    # the floor is the chi-square 1 - 1e-6 quantile from the true minimum, 0 here
+    from scipy.stats import chi2
+    assert res.prior.region.threshold == pytest.approx(chi2.ppf(1 - 1e-6, 5), abs=1e-3)
+    assert sum(rows) < 6000          # a look at the prior, local fits, a few probes
+    n_rows = sum(rows)
+    draws = res.prior.sample(20_000, rng=5)
+    assert sum(rows) == n_rows and res.prior.contains(draws).all()
+    # the mass from the ellipsoid's volume agrees with prior draws counted in its bounding box
+    box = res.prior
+    probe = BoxPrior(tuple(ParameterPrior(f"p{i}", "uniform", lo, hi)
+                           for i, (lo, hi) in enumerate(zip(box.lower, box.upper)))).sample(2_000_000, rng=6)
+    counted = box.region(probe).mean() * prior.mass(box.lower, box.upper)
+    assert box.mass == pytest.approx(counted, rel=0.1)
+    # uniform in the ellipsoid, as the prior is: the share inside half its radius is 1/2^5
+    e = box.region
+    half = e.distance2(prior.to_unit(draws)) <= (e.radius / 2) ** 2
+    assert half.mean() == pytest.approx(1 / 32, abs=4 * np.sqrt(1 / 32 / 20_000))
+
+
+def test_same_seed_same_region_and_draws():
+    mu, cov = _correlated_5d()
+    prior = BoxPrior(tuple(ParameterPrior(f"p{i}", "uniform", -50.0, 50.0) for i in range(5)))
+    a, b = (restrict_by_statistic(_gauss_stat(mu, cov), prior, rng=8) for _ in range(2))
+    np.testing.assert_array_equal(a.prior.region.center, b.prior.region.center)
+    assert a.prior.region.radius == b.prior.region.radius and a.prior.mass == b.prior.mass
+    np.testing.assert_array_equal(a.prior.sample(100, rng=1), b.prior.sample(100, rng=1))
+
+
+def test_the_best_fit_is_found_where_the_look_at_the_prior_misses_it():
+    # a narrow minimum (sd 1e-3 of a 200-wide prior): no prior draw comes near it, the local
+    # fits do, and the threshold is set from the true minimum (chi-square 0 there)
+    mu, cov = np.array([7.0, -3.0]), np.diag([1e-3, 2e-3]) ** 2
+    prior = BoxPrior(tuple(ParameterPrior(n, "uniform", -100.0, 100.0) for n in ("a", "b")))
+    res = restrict_by_statistic(_gauss_stat(mu, cov), prior, rng=2)
+    from scipy.stats import chi2
+    assert res.prior.region.threshold == pytest.approx(chi2.ppf(1 - 1e-6, 2), abs=1e-3)
+    exact = np.random.default_rng(3).multivariate_normal(mu, cov, size=100_000)
+    assert res.prior.contains(exact).mean() >= 0.999

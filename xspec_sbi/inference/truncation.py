@@ -45,6 +45,10 @@ class TruncatedPrior:
         Estimated prior mass of the truncated region (sub-box mass x acceptance).
     label : str
         What defined the region (for reports).
+    propose : callable, optional
+        ``propose(n, rng) -> (m, n_dim)``: draws of the user's prior restricted
+        to a set between the region and the sub-box (an ellipsoid drawn
+        directly); candidates come from it instead of the whole sub-box.
     """
 
     prior: BoxPrior
@@ -54,6 +58,7 @@ class TruncatedPrior:
     acceptance: float
     mass: float
     label: str = ""
+    propose: Callable | None = field(default=None, repr=False)
     _box: BoxPrior = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -100,10 +105,12 @@ class TruncatedPrior:
         rng = np.random.default_rng(rng)
         n = int(n)
         kept, n_kept, n_tried = [], 0, 0
-        acc = max(self.acceptance, 1e-3)
+        # a proposal hugging the region accepts nearly all its draws
+        acc = 0.8 if self.propose is not None else max(self.acceptance, 1e-3)
         while n_kept < n:
             batch = int(min(max(1.2 * (n - n_kept) / acc, 256), 2_000_000))
-            cand = self._box.sample(batch, rng=rng)
+            cand = self._box.sample(batch, rng=rng) if self.propose is None else self.propose(batch, rng)
+            cand = cand if self.propose is None else cand[self._box.contains(cand)]
             good = cand[np.asarray(self.region(cand), dtype=bool)]
             kept.append(good)
             n_kept += len(good)
@@ -125,6 +132,8 @@ def truncate(
     upper: np.ndarray | None = None,
     n_probe: int = 20_000,
     label: str = "",
+    propose: Callable | None = None,
+    mass: float | None = None,
 ) -> TruncatedPrior:
     """Truncate the user's prior to ``region`` (inside an optional sub-box).
 
@@ -140,6 +149,11 @@ def truncate(
     n_probe : int
         Candidate draws used to measure the acceptance fraction.
     label : str
+    propose : callable, optional
+        See :class:`TruncatedPrior`.
+    mass : float, optional
+        The region's prior mass when known better than by probing the sub-box
+        (an ellipsoid's volume); the acceptance is then ``mass`` over the sub-box's.
 
     Returns
     -------
@@ -156,11 +170,15 @@ def truncate(
     if np.any(lo >= hi):
         bad = [n for n, a, b in zip(prior.names, lo, hi) if a >= b]
         raise PriorError(f"truncation sub-box is empty along {bad}")
+    if mass is not None:
+        return TruncatedPrior(prior, region, lo, hi, min(1.0, mass / prior.mass(lo, hi)), float(mass),
+                              label, propose)
     probe = _sub_box(prior, lo, hi).sample(n_probe, rng=rng)
     acceptance = float(np.mean(np.asarray(region(probe), dtype=bool)))
     if acceptance == 0.0:
         raise PriorError(f"truncation region ({label}) accepted none of {n_probe} prior draws")
-    return TruncatedPrior(prior, region, lo, hi, acceptance, prior.mass(lo, hi) * acceptance, label)
+    return TruncatedPrior(prior, region, lo, hi, acceptance, prior.mass(lo, hi) * acceptance, label,
+                          propose)
 
 
 def _sub_box(prior: BoxPrior, lower: np.ndarray, upper: np.ndarray) -> BoxPrior:
