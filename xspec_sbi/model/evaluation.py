@@ -9,8 +9,9 @@ tested against direct calls:
   (``tbabs``, ``phabs``: exp of nH times a cross-section; not ``wabs``, whose
   values break it);
 * ``powerlaw`` has XSPEC's closed-form bin integral;
-* a component whose parameters do not vary across the batch is computed once,
-  and repeated parameter vectors are computed once.
+* a component whose parameters do not vary across the batch is computed once
+  (one row, broadcast against the batch: the same numbers as a row per
+  vector), and repeated parameter vectors are computed once.
 
 A convolution node (``("conv", component, operand)``) is
 :mod:`xspec_sbi.model.convolution`'s: the operand is evaluated on the grid
@@ -42,7 +43,8 @@ class Evaluator:
         self.edges = edges
 
     def run(self, values):
-        return self._eval(self.model._tree, values)
+        """Flux (n_batch, n_e) of every row of ``values`` (n_batch, n_parameters)."""
+        return _full(self._eval(self.model._tree, values), values.shape[0])
 
     def _eval(self, tree, values):
         if tree[0] == "conv":
@@ -61,7 +63,8 @@ class Evaluator:
         info = comp.info
         pars = values[:, comp.first_parameter:comp.first_parameter + len(info.parameters)]
         return convolve(info.model_function, info.name, self.edges, pars,
-                        lambda grid: Evaluator(self.model, grid)._eval(tree[2], values))
+                        lambda grid: _full(Evaluator(self.model, grid)._eval(tree[2], values),
+                                           values.shape[0]))
 
     def extension(self, values) -> tuple[int, int]:
         """Extra bins below and above the grid the evaluation of ``values`` uses.
@@ -87,9 +90,14 @@ class Evaluator:
         return b + inner[0], a + inner[1]
 
     def _component(self, comp: Component, values):
+        """(n_batch, n_e), or (1, n_e) for a multiplicative component the same for every row."""
         info = comp.info
         n_own = len(info.parameters)
         pars = values[:, comp.first_parameter:comp.first_parameter + n_own]
+        if len(pars) > 1 and np.all(pars == pars[:1]):
+            # Frozen shape parameters (a burst sequence's nH and photon index): one row,
+            # which broadcasting multiplies into the batch as a row per vector would.
+            pars = pars[:1]
         key = info.name.lower()
         if isinstance(info, TableInfo):
             # atable/mtable/etable: the file's grid, not a library function
@@ -173,9 +181,17 @@ def _power(log_unit: np.ndarray, nh: np.ndarray) -> np.ndarray:
     return out
 
 
+def _full(flux, n_batch: int):
+    """``flux`` as a fresh (n_batch, n_e) array (a component the same for every row is one row)."""
+    if flux.shape[0] == n_batch:
+        return flux
+    return np.repeat(flux, n_batch, axis=0)
+
+
 def _by_unique_rows(function, edges, pars):
     uniq, inverse = np.unique(pars, axis=0, return_inverse=True)
-    rows = np.empty((uniq.shape[0], edges.size - 1))
-    for j, p in enumerate(uniq):
-        rows[j] = xslibrary.call_model(function, edges, p)
-    return rows[inverse.reshape(-1)]
+    if len(uniq) == len(pars):
+        # every vector its own (posterior draws): in their order, sparing a gather of the batch
+        uniq, inverse = pars, None
+    rows = xslibrary.call_model_rows(function, edges, uniq)
+    return rows if inverse is None else rows[inverse.reshape(-1)]
