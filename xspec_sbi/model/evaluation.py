@@ -52,9 +52,13 @@ class Evaluator:
         if tree[0] == "c":
             return self._component(self.model.components[tree[1]], values)
         parts = [self._eval(t, values) for t in tree[1]]
+        op = np.add if tree[0] == "+" else np.multiply
         out = parts[0]
         for p in parts[1:]:
-            out = out + p if tree[0] == "+" else out * p
+            # Every part is a fresh array of this evaluation: the result is written into the
+            # one of the batch's shape (IEEE + and * commute: the bits of out + p), sparing
+            # a batch-sized allocation per operator.
+            out = op(out, p, out=out) if out.shape[0] >= p.shape[0] else op(p, out, out=p)
         return out
 
     def _convolution(self, tree, values):
@@ -90,7 +94,10 @@ class Evaluator:
         return b + inner[0], a + inner[1]
 
     def _component(self, comp: Component, values):
-        """(n_batch, n_e), or (1, n_e) for a multiplicative component the same for every row."""
+        """(n_batch, n_e), or (1, n_e) for a multiplicative component the same for every row.
+
+        A fresh array (the caller may write into it).
+        """
         info = comp.info
         n_own = len(info.parameters)
         pars = values[:, comp.first_parameter:comp.first_parameter + n_own]
@@ -102,7 +109,8 @@ class Evaluator:
         if isinstance(info, TableInfo):
             # atable/mtable/etable: the file's grid, not a library function
             # (its name is the table's MODLNAME and may shadow one).
-            shape = info.table.evaluate(self.edges, pars)
+            # a copy: the evaluation writes into its parts
+            shape = np.array(info.table.evaluate(self.edges, pars), dtype=np.float64)
         elif key == "powerlaw":
             shape = powerlaw_integral(self.edges, pars[:, 0])
         elif key in _POWER_IN_NH and n_own == 1:
@@ -111,7 +119,8 @@ class Evaluator:
         else:
             shape = _by_unique_rows(info.model_function, self.edges, pars)
         if info.kind == "add":
-            shape = shape * values[:, comp.first_parameter + n_own][:, None]
+            norm = values[:, comp.first_parameter + n_own][:, None]
+            shape = np.multiply(shape, norm, out=shape) if len(shape) == len(norm) else shape * norm
         return shape
 
 
