@@ -6,7 +6,10 @@ call; each spectrum's draws are then weighted by its exact Poisson likelihood
 posterior wherever the weights are reliable, and the spectra where they are
 not are named (refine them with ``sbi_fit(..., network=...)``, or
 ``xspec-sbi apply --refine``). The statistics of all spectra are computed by
-one folding of every draw of a block of spectra.
+foldings of blocks of a few hundred draws taken across the spectra: blocks
+near the size of the CPU's caches evaluate and fold ~2-4 times faster than
+one block of every draw (burst set-up, 2,779 energies x 193 bins: 10,000
+draws in 1.3-1.5 s at 256-2,048 rows, 5-7 s at 200,000), with the same bits.
 """
 from __future__ import annotations
 
@@ -161,9 +164,34 @@ class AmortizedPosteriors:
         return text
 
 
+def _statistics(simulator, simulators, x, raw, block_rows: int) -> np.ndarray:
+    """C-stat (or W-stat) of each spectrum at each of its draws, (m, n).
+
+    ``x`` (m, n_outputs) the spectra, ``raw`` (m, n, k) their draws; with
+    ``simulators`` each spectrum's own set-up, else ``simulator`` for all.
+    Rows are folded ``block_rows`` at a time, across spectra of one set-up.
+    """
+    m, n, k = raw.shape
+    block = max(1, int(block_rows))
+    if simulators is not None:   # each spectrum its own set-up: its draws in blocks
+        stat = np.empty((m, n))
+        for i, sim in enumerate(simulators):
+            for a in range(0, n, block):
+                b = min(n, a + block)
+                stat[i, a:b] = PoissonStatistic.of_rows(sim, np.repeat(x[i:i + 1], b - a, axis=0),
+                                                        raw[i, a:b])
+        return stat
+    theta = raw.reshape(m * n, k)
+    stat = np.empty(m * n)
+    for a in range(0, m * n, block):
+        b = min(m * n, a + block)
+        stat[a:b] = PoissonStatistic.of_rows(simulator, x[np.arange(a, b) // n], theta[a:b])
+    return stat.reshape(m, n)
+
+
 def amortized_posteriors(posterior, simulator, prior, x: np.ndarray, *, n_samples: int = 1000,
                          seed: int = 0, correct: bool = True, labels=None,
-                         block_rows: int = 200_000, simulators=None,
+                         block_rows: int = 512, simulators=None,
                          differences=(), exposure_factors=None) -> AmortizedPosteriors:
     """Draws of ``posterior`` for each row of ``x``, weighted by each row's exact likelihood.
 
@@ -183,7 +211,8 @@ def amortized_posteriors(posterior, simulator, prior, x: np.ndarray, *, n_sample
         Apply the exact-likelihood weights.
     labels : sequence of str, optional
     block_rows : int
-        Draws folded at once (memory: about ``block_rows x n_bins x 8`` bytes).
+        Draws folded at once (memory: a few arrays of ``block_rows x n_e x 8``
+        bytes, ``n_e`` the model's energy bins); the statistics do not depend on it.
     simulators : sequence of SpectralSimulator, optional
         One per row, for spectra whose response, ARF, exposure or background
         differ from the training set-up: each row's draws are weighted by its
@@ -215,17 +244,7 @@ def amortized_posteriors(posterior, simulator, prior, x: np.ndarray, *, n_sample
     if not correct:
         return AmortizedPosteriors(raw, raw, nan, nan.copy(), np.zeros(m, bool), labels, False,
                                    differences)
-    stat = np.empty((m, n_samples))
-    if simulators is not None:   # each spectrum its own set-up: one folding per spectrum
-        for i, sim in enumerate(simulators):
-            stat[i] = PoissonStatistic.of_rows(sim, np.repeat(x[i:i + 1], n_samples, axis=0), raw[i])
-    else:
-        per_block = max(1, block_rows // n_samples)
-        for a in range(0, m, per_block):
-            b = min(m, a + per_block)
-            rows = np.repeat(x[a:b], n_samples, axis=0)
-            stat[a:b] = PoissonStatistic.of_rows(simulator, rows, raw[a:b].reshape(-1, raw.shape[-1])) \
-                .reshape(b - a, n_samples)
+    stat = _statistics(simulator, simulators, x, raw, block_rows)
     samples = raw.copy()
     ess, k, ok = nan.copy(), nan.copy(), np.zeros(m, bool)
     for i in range(m):

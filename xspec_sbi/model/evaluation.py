@@ -9,8 +9,9 @@ tested against direct calls:
   (``tbabs``, ``phabs``: exp of nH times a cross-section; not ``wabs``, whose
   values break it);
 * ``powerlaw`` has XSPEC's closed-form bin integral;
-* a component whose parameters do not vary across the batch is computed once,
-  and repeated parameter vectors are computed once.
+* a component whose parameters do not vary across the batch is computed once
+  (one row, broadcast against the batch: the same numbers as a row per
+  vector), and repeated parameter vectors are computed once.
 
 A convolution node (``("conv", component, operand)``) is
 :mod:`xspec_sbi.model.convolution`'s: the operand is evaluated on the grid
@@ -42,7 +43,8 @@ class Evaluator:
         self.edges = edges
 
     def run(self, values):
-        return self._eval(self.model._tree, values)
+        """Flux (n_batch, n_e) of every row of ``values`` (n_batch, n_parameters)."""
+        return _full(self._eval(self.model._tree, values), values.shape[0])
 
     def _eval(self, tree, values):
         if tree[0] == "conv":
@@ -50,9 +52,13 @@ class Evaluator:
         if tree[0] == "c":
             return self._component(self.model.components[tree[1]], values)
         parts = [self._eval(t, values) for t in tree[1]]
+        op = np.add if tree[0] == "+" else np.multiply
         out = parts[0]
         for p in parts[1:]:
-            out = out + p if tree[0] == "+" else out * p
+            # Every part is a fresh array of this evaluation: the result is written into the
+            # one of the batch's shape (IEEE + and * commute: the bits of out + p), sparing
+            # a batch-sized allocation per operator.
+            out = op(out, p, out=out) if out.shape[0] >= p.shape[0] else op(p, out, out=p)
         return out
 
     def _convolution(self, tree, values):
@@ -61,7 +67,8 @@ class Evaluator:
         info = comp.info
         pars = values[:, comp.first_parameter:comp.first_parameter + len(info.parameters)]
         return convolve(info.model_function, info.name, self.edges, pars,
-                        lambda grid: Evaluator(self.model, grid)._eval(tree[2], values))
+                        lambda grid: _full(Evaluator(self.model, grid)._eval(tree[2], values),
+                                           values.shape[0]))
 
     def extension(self, values) -> tuple[int, int]:
         """Extra bins below and above the grid the evaluation of ``values`` uses.
@@ -87,14 +94,23 @@ class Evaluator:
         return b + inner[0], a + inner[1]
 
     def _component(self, comp: Component, values):
+        """(n_batch, n_e), or (1, n_e) for a multiplicative component the same for every row.
+
+        A fresh array (the caller may write into it).
+        """
         info = comp.info
         n_own = len(info.parameters)
         pars = values[:, comp.first_parameter:comp.first_parameter + n_own]
+        if len(pars) > 1 and np.all(pars == pars[:1]):
+            # Frozen shape parameters (a burst sequence's nH and photon index): one row,
+            # which broadcasting multiplies into the batch as a row per vector would.
+            pars = pars[:1]
         key = info.name.lower()
         if isinstance(info, TableInfo):
             # atable/mtable/etable: the file's grid, not a library function
             # (its name is the table's MODLNAME and may shadow one).
-            shape = info.table.evaluate(self.edges, pars)
+            # a copy: the evaluation writes into its parts
+            shape = np.array(info.table.evaluate(self.edges, pars), dtype=np.float64)
         elif key == "powerlaw":
             shape = powerlaw_integral(self.edges, pars[:, 0])
         elif key in _POWER_IN_NH and n_own == 1:
@@ -103,7 +119,8 @@ class Evaluator:
         else:
             shape = _by_unique_rows(info.model_function, self.edges, pars)
         if info.kind == "add":
-            shape = shape * values[:, comp.first_parameter + n_own][:, None]
+            norm = values[:, comp.first_parameter + n_own][:, None]
+            shape = np.multiply(shape, norm, out=shape) if len(shape) == len(norm) else shape * norm
         return shape
 
 
@@ -173,9 +190,17 @@ def _power(log_unit: np.ndarray, nh: np.ndarray) -> np.ndarray:
     return out
 
 
+def _full(flux, n_batch: int):
+    """``flux`` as a fresh (n_batch, n_e) array (a component the same for every row is one row)."""
+    if flux.shape[0] == n_batch:
+        return flux
+    return np.repeat(flux, n_batch, axis=0)
+
+
 def _by_unique_rows(function, edges, pars):
     uniq, inverse = np.unique(pars, axis=0, return_inverse=True)
-    rows = np.empty((uniq.shape[0], edges.size - 1))
-    for j, p in enumerate(uniq):
-        rows[j] = xslibrary.call_model(function, edges, p)
-    return rows[inverse.reshape(-1)]
+    if len(uniq) == len(pars):
+        # every vector its own (posterior draws): in their order, sparing a gather of the batch
+        uniq, inverse = pars, None
+    rows = xslibrary.call_model_rows(function, edges, uniq)
+    return rows if inverse is None else rows[inverse.reshape(-1)]

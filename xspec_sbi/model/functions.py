@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["INTERFACES", "ModelFunction", "model_function", "bind"]
+__all__ = ["INTERFACES", "ModelFunction", "model_function", "bind", "bind_rows"]
 
 INTERFACES = ("C++", "C", "Fortran double", "Fortran single")
 
@@ -141,3 +141,54 @@ def bind(fn, interface: str):
             return flux.astype(np.float64)
         return call_fortran
     raise ValueError(f"interface {interface!r}: expected one of {', '.join(INTERFACES)}")
+
+
+def bind_rows(fn, interface: str):
+    """A caller ``(edges, params (n_rows, n_par)) -> flux (n_rows, n_e)`` for many parameter rows.
+
+    The same calls as :func:`bind`'s caller row by row, with the same
+    roundings (float32 energies and parameters for a single-precision model)
+    and zeroed buffers before each call, so each row has the same bits; the
+    energies are converted and the buffers and pointers made once per batch
+    (for a 2,779-bin grid that took the cost of a call of ``xsbbrd`` from
+    ~90 to ~40 us, ~35 us of which is the model itself).
+
+    Parameters
+    ----------
+    fn : ctypes function
+    interface : str
+        One of :data:`INTERFACES` (no convolution input: :func:`bind` for those).
+
+    Returns
+    -------
+    callable
+        ``caller(edges (n_e + 1,) keV, params (n_rows, n_par), spectrum int,
+        init str) -> (n_rows, n_e) float64``.
+    """
+    bind(fn, interface)      # the argument types
+    if interface not in INTERFACES:
+        raise ValueError(f"interface {interface!r}: expected one of {', '.join(INTERFACES)}")
+    dtype, pointer = ((np.float32, _FLOAT) if interface == "Fortran single" else (np.float64, _DOUBLE))
+
+    def call_rows(edges, params, spectrum=1, init=""):
+        e = np.ascontiguousarray(edges, dtype=dtype)
+        rows = np.atleast_2d(np.asarray(params, dtype=np.float64))
+        n, k = e.size - 1, rows.shape[1]
+        # A zero-parameter model still gets a valid pointer.
+        p = np.zeros(max(k, 1), dtype=dtype)
+        flux, err = np.zeros(n, dtype=dtype), np.zeros(n, dtype=dtype)
+        ep, pp, fp, erp = (a.ctypes.data_as(pointer) for a in (e, p, flux, err))
+        if interface in ("C++", "C"):
+            args = (ep, n, pp, int(spectrum), fp, erp, init.encode("ascii"))
+        else:
+            args = (ep, ctypes.byref(ctypes.c_int(n)), pp, ctypes.byref(ctypes.c_int(int(spectrum))),
+                    fp, erp)
+        out = np.empty((rows.shape[0], n))
+        for j in range(rows.shape[0]):
+            p[:k] = rows[j]
+            flux[:] = 0.0
+            err[:] = 0.0
+            fn(*args)
+            out[j] = flux
+        return out
+    return call_rows

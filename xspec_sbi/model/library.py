@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from xspec_sbi.model import loading
-from xspec_sbi.model.functions import ModelFunction, bind, model_function
+from xspec_sbi.model.functions import ModelFunction, bind, bind_rows, model_function
 from xspec_sbi.model.loading import XspecLibraryError, quiet_stdout
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "configure",
     "current_settings",
     "call_model",
+    "call_model_rows",
     "probe_models",
 ]
 
@@ -83,6 +84,7 @@ class _Library:
         self.FPSOLR.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_int)]
         self.FPXSCT.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_int)]
         self._callers: dict[ModelFunction, object] = {}
+        self._row_callers: dict[ModelFunction, object] = {}
         self._check_data_tree()
 
     def _check_data_tree(self):
@@ -112,6 +114,13 @@ class _Library:
             ) from None
         self._callers[function] = bind(fn, function.interface)
         return self._callers[function]
+
+    def rows_caller(self, function: ModelFunction):
+        """Caller of one model function for many parameter rows (:func:`~xspec_sbi.model.functions.bind_rows`)."""
+        if function not in self._row_callers:
+            self.caller(function)          # finds the symbol, or names the missing one
+            self._row_callers[function] = bind_rows(self.loaded.find(function.symbol), function.interface)
+        return self._row_callers[function]
 
 
 @lru_cache(maxsize=1)
@@ -216,6 +225,39 @@ def call_model(function: str | ModelFunction, energy_edges: np.ndarray, params: 
         with quiet_stdout():
             return caller(energy_edges, params, spectrum, init, flux)
     return caller(energy_edges, params, spectrum, init, flux)
+
+
+
+def call_model_rows(function: str | ModelFunction, energy_edges: np.ndarray,
+                    params: np.ndarray, spectrum: int = 1, init: str = "") -> np.ndarray:
+    """Evaluate one XSPEC model function for many parameter rows on one grid.
+
+    The same numbers as :func:`call_model` row by row, without its per-call
+    set-up (:func:`xspec_sbi.model.functions.bind_rows`).
+
+    Parameters
+    ----------
+    function : str or ModelFunction
+    energy_edges : ndarray (n_e + 1,), keV
+    params : ndarray (n_rows, n_par)
+        Parameter values without the additive norm, in ``model.dat`` order.
+    spectrum : int
+    init : str
+
+    Returns
+    -------
+    flux : ndarray (n_rows, n_e), float64
+        Photons cm^-2 s^-1 per bin (norm 1), or the multiplicative factor.
+    """
+    if not isinstance(function, ModelFunction):
+        function = model_function(function)
+    params = np.asarray(params, dtype=np.float64)
+    if len(params) and function not in library()._callers:
+        # the first call prints banners (tbabs's reference text): made by call_model, quietly
+        first = call_model(function, energy_edges, params[0], spectrum, init)[None]
+        return np.concatenate([first, call_model_rows(function, energy_edges, params[1:],
+                                                      spectrum, init)])
+    return library().rows_caller(function)(energy_edges, params, spectrum, init)
 
 
 _PROBE_CODE = r"""

@@ -1,0 +1,63 @@
+"""Seconds per applied spectrum of the amortized path (issue 12 item 9), beside one chain's.
+
+The burst set-up of ``bench_end_to_end.py`` case e: one network trained on a
+small budget (refinement off), applied with the exact-likelihood correction
+(``SBIResult.posteriors_for``) to ``--n`` simulated burst spectra at 10,000 and
+1,000 draws each, then one Goodman-Weare chain with XSPEC's defaults (burn
+5,000, length 50,000) on the first spectrum. Run it at two commits back to
+back (``PYTHONPATH=<tree>``) to compare; the checksum line shows whether the
+two gave the same numbers.
+
+Usage: python scripts/bench_amortized_apply.py [--n 6] [--sims 2000] [--no-chain]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_end_to_end as bench  # noqa: E402
+
+from xspec_sbi.forward.simulate import fakeit_spectrum  # noqa: E402
+from xspec_sbi.presets.table1 import table1_prior  # noqa: E402
+from xspec_sbi.session import Session  # noqa: E402
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=6, help="burst spectra applied to")
+    ap.add_argument("--sims", type=int, default=2000, help="training simulations")
+    ap.add_argument("--no-chain", action="store_true", help="skip the chain")
+    args = ap.parse_args(argv)
+    bud = dict(bench.budgets(False), sims=args.sims, refine_rounds=1)
+    rng = np.random.default_rng(100)
+    template, model = bench.burst_setup()
+    thetas = bench.burst_thetas(template, model, args.n, rng)
+    spectra = [fakeit_spectrum(template, model, th, rng) for th in thetas]
+    train = Session((fakeit_spectrum(template, model, thetas[0], rng),), model)
+    t0 = time.perf_counter()
+    r, _ = bench.fit_sbi(train, table1_prior(3), "counts:100-10000", bud, 0, refine=False)
+    print(f"training {time.perf_counter() - t0:.1f} s", flush=True)
+    for n_draws in (10_000, 1_000):
+        t0 = time.perf_counter()
+        post = r.posteriors_for(spectra, n_samples=n_draws, seed=0)
+        dt = (time.perf_counter() - t0) / args.n
+        print(f"apply {n_draws} draws: {dt:.3f} s per spectrum; median ESS "
+              f"{100 * np.nanmedian(post.ess_fraction):.2f} %, reliable {int(post.reliable.sum())}/{args.n}; "
+              f"checksum {post.samples.sum():.10e} {post.ess_fraction.sum():.12f}; "
+              f"load {os.getloadavg()[0]:.1f}", flush=True)
+    if not args.no_chain:
+        s = Session((spectra[0],), model)
+        _, t_chain = bench.chain_of(s, r.prior, post.samples[0], bud, 1)
+        print(f"one chain (burn {bud['burn']:,}, length {bud['length']:,}): {t_chain:.1f} s; "
+              f"load {os.getloadavg()[0]:.1f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
