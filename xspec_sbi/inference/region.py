@@ -36,6 +36,10 @@ rounds of ``n_per_round`` draws in a shrinking sub-box, each keeping the best
 ``fraction`` (threshold ``max(min(t_prev, q_F), best + floor)``), the sub-box
 the kept points' range widened by ``margin``, until the threshold reaches
 ``best + floor`` and the sub-box stops shrinking.
+
+Why this module is just over 400 lines: the fit-started ellipsoid and the
+rounds it falls back to are one search for one region, read together; the
+minimiser and the curvature are apart in :mod:`~xspec_sbi.inference.local_fit`.
 """
 from __future__ import annotations
 
