@@ -42,7 +42,7 @@ from xspec_sbi.inference.torch_state import torch_threads
 from xspec_sbi.presets.table1 import table1_frozen, table1_prior
 from xspec_sbi.presets.nicer import find_nicer_arf, paper_grouping
 from xspec_sbi.data.response import nicer_like_response
-from xspec_sbi.result import summarize
+from xspec_sbi.result import TrustChecks, summarize
 from xspec_sbi.session import Session
 from xspec_sbi.data.spectrum import load_spectrum
 from xspec_sbi.model.expression import Model
@@ -346,7 +346,8 @@ def second_burst(r, session, raw, bud, seed, out, name) -> dict:
         best_theta=sbi_best, stat_best=float(stat_fn(sbi_best)[0]),
         stat_median=float(stat_fn(np.median(samples, axis=0))[0]), goodness=stat_fn.goodness(sbi_best),
         chain=chain, chain_fit=best, chain_goodness=stat_fn.goodness(best.theta), correction=corr,
-        trust={}, timings={"chain": t_chain}, settings={"amortized_from": "nicer_burst_b004 network"})
+        trust=TrustChecks(), timings={"chain": t_chain},
+        settings=dataclasses.replace(r.settings, simulations_run=0))   # amortized: the b_004 network, no simulation
     m = describe_result(as_result, bud["quick"])
     save_plots(as_result, out, name)
     return m
