@@ -22,6 +22,7 @@ from xspec_sbi.baseline.comparison import fit_and_chain
 from xspec_sbi.baseline.mcmc import resolve_walkers
 from xspec_sbi.checks.bounds import bound_warnings
 from xspec_sbi.checks.importance import importance_correct, log_like_constant
+from xspec_sbi.checks.moves import metropolis_moves
 from xspec_sbi.forward.exposure import exposure_varied
 from xspec_sbi.forward.simulate import make_pool, simulate
 from xspec_sbi.inference.posterior import NeuralPosterior
@@ -257,7 +258,6 @@ def _run(session: Session, prior, restrict, *, seed: int, correct: bool,
 def _moves(samples, st: _Stage):
     """Metropolis moves of the resampled corrected draws (``RefineOptions.moves``), as many
     steps as ``Budget.check_seconds`` affords at the statistic's measured cost."""
-    from xspec_sbi.checks.moves import metropolis_moves
     steps = st.options.refine.moves
     if st.per_draw > 0:
         steps = min(steps, int(st.options.budget.check_seconds / (st.per_draw * len(samples))))
