@@ -190,3 +190,89 @@ def test_a_worker_that_dies_names_the_model_and_does_not_hang(joint_session):
         with pytest.raises(WorkerDied, match="cstat of model tbabs\\*powerlaw"):
             PoissonStatistic(sim, obs, executor=p)(_theta(6000, 5, groups=1))
         assert time.perf_counter() - t0 < 60
+
+
+class Slow(Simulator):
+    """A simulator whose model takes 0.5 ms per row (a slow model, for the interrupt)."""
+
+    def expected_source(self, theta):
+        time.sleep(5e-4 * len(np.atleast_2d(theta)))
+        return super().expected_source(theta)
+
+
+_INTERRUPTED_SCRIPT = """
+import sys, time
+import numpy as np
+from test_amortized_statistics import _simulator
+from test_pooled_statistic import Slow
+from xspec_sbi.forward.objective import PoissonStatistic
+from xspec_sbi.forward.simulate import make_pool
+import dataclasses
+base = _simulator()
+sim = Slow(**{f.name: getattr(base, f.name) for f in dataclasses.fields(base)})
+theta = np.tile([[1.7, 0.1, 1.0, 10.0]], (40000, 1))
+try:
+    with make_pool(sim, 2) as pool:
+        stat = PoissonStatistic(sim, np.zeros(sim.n_outputs)).using(pool)
+        print("evaluating", flush=True)
+        stat(theta)
+    print("finished", flush=True)
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+    sys.exit(130)
+"""
+
+
+def test_an_interrupt_stops_the_pooled_statistic_and_its_workers(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from test_interrupts import _alive, _children
+    tests = Path(__file__).resolve().parent
+    env = dict(os.environ, PYTHONPATH=f"{tests.parent}{os.pathsep}{tests}", OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-c", _INTERRUPTED_SCRIPT], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+    try:
+        assert proc.stdout.readline().strip() == "evaluating"     # the pool has started
+        time.sleep(1.5)
+        workers = _children(proc.pid)
+        assert len(workers) >= 2, workers
+        os.killpg(proc.pid, signal.SIGINT)        # Ctrl-C: the whole group (workers ignore it)
+        t0 = time.perf_counter()
+        out, err = proc.communicate(timeout=30)
+        assert time.perf_counter() - t0 < 10      # 40,000 rows would take ~10 s more
+        assert proc.returncode == 130 and "interrupted" in out, (out, err)
+        end = time.monotonic() + 10
+        while any(_alive(p) for p in workers) and time.monotonic() < end:
+            time.sleep(0.2)
+        assert not any(_alive(p) for p in workers)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_sbi_fit_gives_the_same_numbers_with_its_pool_serving_the_statistic(monkeypatch):
+    # the fit's simulation pool also evaluates the likelihood check and the moves
+    from xspec_sbi.api import sbi_fit
+    from xspec_sbi.demo import reference_session
+    from xspec_sbi.forward import objective
+    from xspec_sbi.inference.config import NPEConfig
+    from xspec_sbi.presets.table1 import table1_prior
+    pooled_runs = []
+
+    def spy(executor, *args, **kw):
+        out = objective_evaluate(executor, *args, **kw)
+        pooled_runs.append(executor is not None and args[3].wall is not None)
+        return out
+
+    objective_evaluate = objective.evaluate_units
+    monkeypatch.setattr(objective, "evaluate_units", spy)
+    session = reference_session(2000, seed=5)[0]
+    fits = [sbi_fit(session, prior=table1_prior(1), restrict="none", n_simulations=1000,
+                    n_samples=4000, chain=False, seed=3, workers=w, refine=False,
+                    config=NPEConfig(max_epochs=3, min_epochs=1), progress=False) for w in (1, 2)]
+    assert any(pooled_runs)
+    np.testing.assert_array_equal(fits[0].samples, fits[1].samples)
+    np.testing.assert_array_equal(fits[0].correction.weights, fits[1].correction.weights)
