@@ -14,6 +14,7 @@ draws in 1.3-1.5 s at 256-2,048 rows, 5-7 s at 200,000), with the same bits.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import time
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ from xspec_sbi.forward.simulate import make_pool
 
 __all__ = ["AmortizedPosteriors", "amortized_posteriors", "SetupError", "setup_differences",
            "exposure_note"]
+
+log = logging.getLogger("xspec_sbi")
 
 
 class SetupError(ValueError):
@@ -204,6 +207,8 @@ def _statistics_pool(simulator, simulators, x, raw, block_rows, workers, executo
     if not worth_a_pool(cost.here * m * n, n_workers):
         yield None, cost
         return
+    log.info("exact statistics of %d spectra x %d draws (about %.0f s in one process) on %d "
+             "processes", m, n, cost.here * m * n, n_workers)
     with make_pool(simulator, n_workers) as pool:
         yield pool, cost
 
