@@ -8,8 +8,10 @@ small budget (refinement off), applied with the exact-likelihood correction
 back (``PYTHONPATH=<tree>``) to compare; the checksum line shows whether the
 two gave the same numbers. With ``--workers N`` (N > 1) each application
 also runs with the exact statistics on a pool of N processes (started once,
-its start-up printed apart), and the ratio pooled / in-process of the same
-run is printed with both checksums (they must be equal).
+its start-up printed apart) and with ``posteriors_for``'s default (a pool of
+all cores started for the call when the measured work outweighs the
+start-up, which is then included); the ratio pooled / in-process of the same
+run is printed, with every checksum (they must be equal).
 
 Usage: python scripts/bench_amortized_apply.py [--n 6] [--sims 2000] [--workers 2] [--no-chain]
 """
@@ -57,8 +59,10 @@ def main(argv=None) -> int:
     try:
         for n_draws in (10_000, 1_000):
             dt = {}
-            for how, kw in [("in-process", dict(workers=1))] + ([("pooled", dict(executor=pool))]
-                                                               if pool is not None else []):
+            modes = [("in-process", dict(workers=1))]
+            if pool is not None:   # the pool above; then the default, which starts its own when worth it
+                modes += [("pooled", dict(executor=pool)), ("default workers", dict(workers=None))]
+            for how, kw in modes:
                 t0 = time.perf_counter()
                 post = r.posteriors_for(spectra, n_samples=n_draws, seed=0, **kw)
                 dt[how] = (time.perf_counter() - t0) / args.n
