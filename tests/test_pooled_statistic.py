@@ -276,3 +276,10 @@ def test_sbi_fit_gives_the_same_numbers_with_its_pool_serving_the_statistic(monk
     assert any(pooled_runs)
     np.testing.assert_array_equal(fits[0].samples, fits[1].samples)
     np.testing.assert_array_equal(fits[0].correction.weights, fits[1].correction.weights)
+
+
+def test_apply_takes_the_number_of_statistic_processes():
+    from xspec_sbi.cli.parser import build_parser
+    parse = build_parser().parse_args
+    assert parse(["apply", "net", "a.pha", "--workers", "1"]).workers == 1
+    assert parse(["apply", "net", "a.pha"]).workers is None      # all cores, when worth it
