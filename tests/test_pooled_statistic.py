@@ -283,3 +283,14 @@ def test_apply_takes_the_number_of_statistic_processes():
     parse = build_parser().parse_args
     assert parse(["apply", "net", "a.pha", "--workers", "1"]).workers == 1
     assert parse(["apply", "net", "a.pha"]).workers is None      # all cores, when worth it
+
+
+def test_a_pooled_statistic_pickles_without_its_pool(pool):
+    import pickle
+    sim = pool.simulator
+    obs = sim(_theta(1, 0), np.random.default_rng(1))[0]
+    stat = PoissonStatistic(sim, obs).using(pool)
+    assert stat.executor is pool
+    copy = pickle.loads(pickle.dumps(stat))
+    assert copy.executor is None
+    np.testing.assert_array_equal(copy(_theta(5, 1)), stat(_theta(5, 1)))

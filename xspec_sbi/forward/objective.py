@@ -75,6 +75,13 @@ class PoissonStatistic:
         out.executor, out._cost = _pool_for(executor, self.simulator), RowCost()
         return out
 
+    def __getstate__(self):
+        # a pool does not travel (its threads and pipes are this process's): a copy elsewhere
+        # evaluates where it is
+        state = dict(self.__dict__)
+        state["executor"], state["_cost"] = None, RowCost()
+        return state
+
     @property
     def name(self) -> str:
         return "wstat" if any(p.has_background for p, _ in self._parts) else "cstat"
