@@ -92,7 +92,7 @@ def test_statistics_of_spectra_pooled_equal_one_process(joint_session, pool, m, 
     np.testing.assert_array_equal(got, want)
 
 
-def test_amortized_draws_identical_with_and_without_a_pool(joint_session, pool):
+def test_amortized_draws_identical_with_and_without_a_pool(joint_session, pool, caplog, monkeypatch):
     sim = pool.simulator
     from xspec_sbi.inference.priors import build_prior
     box = build_prior(sim.model.parameters, {"powerlaw.norm": ("log", 1e-5, 1e-3),
@@ -110,9 +110,17 @@ def test_amortized_draws_identical_with_and_without_a_pool(joint_session, pool):
     b = amortized_posteriors(PriorAsNetwork(), sim, box, x, n_samples=1000, seed=4, executor=pool)
     np.testing.assert_array_equal(a.samples, b.samples)
     np.testing.assert_array_equal(a.ess_fraction, b.ess_fraction)
-    # workers=2 on work far below a pool's start-up starts none, with the same numbers
+    # workers=2 on work far below a pool's start-up starts none, with the same numbers ...
+    caplog.set_level("INFO", logger="xspec_sbi")
     c = amortized_posteriors(PriorAsNetwork(), sim, box, x, n_samples=1000, seed=4, workers=2)
+    assert "processes" not in caplog.text
     np.testing.assert_array_equal(a.samples, c.samples)
+    # ... and where a start-up costs nothing, one of its own, again with the same numbers
+    from xspec_sbi.forward import pooled
+    monkeypatch.setattr(pooled, "POOL_START_SECONDS", 0.0)
+    d = amortized_posteriors(PriorAsNetwork(), sim, box, x, n_samples=1000, seed=4, workers=2)
+    assert "on 2 processes" in caplog.text
+    np.testing.assert_array_equal(a.samples, d.samples)
 
 
 class Recording:

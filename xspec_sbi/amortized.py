@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from xspec_sbi.checks.importance import importance_correct, log_like_constant
-from xspec_sbi.forward.objective import statistics_of_spectra
+from xspec_sbi.forward.objective import poolable, statistics_of_spectra
 from xspec_sbi.forward.pooled import RowCost, worth_a_pool
 from xspec_sbi.forward.simulate import make_pool
 
@@ -194,7 +194,8 @@ def _statistics_pool(simulator, simulators, x, raw, block_rows, workers, executo
     (:data:`~xspec_sbi.forward.pooled.POOL_START_SECONDS`); it ends with the block.
     """
     cost = RowCost()
-    if executor is not None or workers == 1 or raw.size == 0:
+    if executor is not None or workers == 1 or raw.size == 0 \
+            or not poolable(simulator, *(simulators or ())):
         yield executor, cost
         return
     n_workers = workers or os.cpu_count() or 1

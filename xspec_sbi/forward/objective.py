@@ -27,7 +27,7 @@ from xspec_sbi.forward import expectation, stats
 from xspec_sbi.forward.pooled import RowCost, evaluate_units, pool_of
 from xspec_sbi.forward.simulate import FakeitDraws, Simulator, SpectralSimulator, installed_simulator
 
-__all__ = ["PoissonStatistic", "statistics_of_spectra"]
+__all__ = ["PoissonStatistic", "statistics_of_spectra", "poolable"]
 
 
 class PoissonStatistic:
@@ -199,10 +199,15 @@ def _expression(simulator) -> str:
     return str(getattr(model, "expression", model))
 
 
+def poolable(*simulators) -> bool:
+    """Whether a pool may evaluate these set-ups' statistic: the engine's simulators only
+    (a simulator folding through XSPEC itself has pools of its own)."""
+    return all(isinstance(p, Simulator) for sim in simulators for p in sim.parts)
+
+
 def _pool_for(executor, *simulators):
-    """The pool the statistic uses: the engine's simulators only (the XSPEC path has its own)."""
-    engine = all(isinstance(p, Simulator) for sim in simulators for p in sim.parts)
-    return pool_of(executor) if engine else None
+    """The pool the statistic uses (None: this process)."""
+    return pool_of(executor) if poolable(*simulators) else None
 
 
 def _installed_in(executor, simulator) -> bool:
