@@ -149,7 +149,7 @@ def _units(n_units, seconds_per_row):
         return np.arange(100 * u0, 100 * u1, dtype=float)
 
     def task(u0, u1):
-        return (lambda: (here(u0, u1), 0.0)), ()
+        return (lambda: here(u0, u1)), ()
     return [100] * n_units, here, task
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import time
 
 import numpy as np
 
@@ -223,10 +222,8 @@ def _worker_simulator(sim):
 
 
 def _statistic_task(sim, observed, theta):
-    """In a worker: :class:`PoissonStatistic` of ``theta``'s rows; ``(values, seconds)``."""
-    t0 = time.perf_counter()
-    values = PoissonStatistic(_worker_simulator(sim), observed)._blocks(theta)
-    return values, time.perf_counter() - t0
+    """In a worker: :class:`PoissonStatistic` of ``theta``'s rows."""
+    return PoissonStatistic(_worker_simulator(sim), observed)._blocks(theta)
 
 
 def _shared_rows(sim, xs, first_spectrum, n, theta, start, block):
@@ -244,9 +241,7 @@ def _shared_rows(sim, xs, first_spectrum, n, theta, start, block):
 
 
 def _shared_task(sim, xs, first_spectrum, n, theta, start, block):
-    t0 = time.perf_counter()
-    values = _shared_rows(_worker_simulator(sim), xs, first_spectrum, n, theta, start, block)
-    return values, time.perf_counter() - t0
+    return _shared_rows(_worker_simulator(sim), xs, first_spectrum, n, theta, start, block)
 
 
 def _own_rows(sim, x, theta, block):
@@ -260,9 +255,7 @@ def _own_rows(sim, x, theta, block):
 
 def _own_task(items, block):
     """In a worker: ``items`` of ``(simulator, x, theta)``, one per spectrum; values side by side."""
-    t0 = time.perf_counter()
-    values = np.concatenate([_own_rows(sim, x, theta, block) for sim, x, theta in items])
-    return values, time.perf_counter() - t0
+    return np.concatenate([_own_rows(sim, x, theta, block) for sim, x, theta in items])
 
 
 def statistics_of_spectra(simulator, simulators, x, raw, block_rows: int, executor=None,

@@ -82,8 +82,7 @@ def worth_a_pool(seconds_here: float, workers: int) -> bool:
 
 
 def evaluate_units(executor, sizes, here: Callable[[int, int], np.ndarray],
-                   task: Callable[[int, int], tuple], cost: RowCost, what: str,
-                   max_units_per_task: int | None = None) -> np.ndarray:
+                   task: Callable[[int, int], tuple], cost: RowCost, what: str) -> np.ndarray:
     """Values of every row, units ``[u0, u1)`` evaluated here or in the pool.
 
     Parameters
@@ -96,13 +95,11 @@ def evaluate_units(executor, sizes, here: Callable[[int, int], np.ndarray],
         ``here(u0, u1) -> (rows,)``: units ``u0 .. u1-1`` evaluated in this process.
     task : callable
         ``task(u0, u1) -> (function, args)``: the same as a picklable call
-        whose result is ``(values (rows,), seconds)``.
+        returning the values (rows,).
     cost : RowCost
         Kept by the caller between calls (one per kind of work); updated here.
     what : str
         Named in the error when a worker dies ("the cstat of model tbabs*powerlaw").
-    max_units_per_task : int, optional
-        Cap on the units of one task (1: each unit is a task of its own).
 
     Returns
     -------
@@ -134,11 +131,8 @@ def evaluate_units(executor, sizes, here: Callable[[int, int], np.ndarray],
     mean_rows = left / (n_units - first)
     per_task = int(np.clip(np.ceil(TASK_SECONDS / (cost.here * mean_rows)), 1,
                            max(1, (n_units - first) // (4 * workers))))
-    if max_units_per_task is not None:
-        per_task = min(per_task, max(1, int(max_units_per_task)))
     futures = {}
     t_submit = time.perf_counter()
-    pending: set = set()
     taken_back = []
     try:
         for u in range(first, n_units, per_task):
@@ -153,8 +147,7 @@ def evaluate_units(executor, sizes, here: Callable[[int, int], np.ndarray],
                 if fut.cancelled():
                     continue
                 u0, u1 = futures[fut]
-                values, _ = fut.result()
-                out[edges[u0]:edges[u1]] = values
+                out[edges[u0]:edges[u1]] = fut.result()
                 pooled += int(edges[u1] - edges[u0])
                 finished += 1
             if finished >= workers and pending and not taken_back \
@@ -170,7 +163,7 @@ def evaluate_units(executor, sizes, here: Callable[[int, int], np.ndarray],
         raise WorkerDied(f"a worker process died while evaluating {what} (a model that aborts "
                          "the process?); its pool cannot be used any more") from exc
     finally:
-        for fut in pending:   # an error or an interrupt: nothing queued keeps the workers busy
+        for fut in futures:   # an error or an interrupt: nothing queued keeps the workers busy
             fut.cancel()
     for u0, u1 in taken_back:
         run_here(u0, u1)
