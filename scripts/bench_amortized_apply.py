@@ -6,9 +6,14 @@ small budget (refinement off), applied with the exact-likelihood correction
 1,000 draws each, then one Goodman-Weare chain with XSPEC's defaults (burn
 5,000, length 50,000) on the first spectrum. Run it at two commits back to
 back (``PYTHONPATH=<tree>``) to compare; the checksum line shows whether the
-two gave the same numbers.
+two gave the same numbers. With ``--workers N`` (N > 1) each application
+also runs with the exact statistics on a pool of N processes (started once,
+its start-up printed apart) and with ``posteriors_for``'s default (a pool of
+all cores started for the call when the measured work outweighs the
+start-up, which is then included); the ratio pooled / in-process of the same
+run is printed, with every checksum (they must be equal).
 
-Usage: python scripts/bench_amortized_apply.py [--n 6] [--sims 2000] [--no-chain]
+Usage: python scripts/bench_amortized_apply.py [--n 6] [--sims 2000] [--workers 2] [--no-chain]
 """
 from __future__ import annotations
 
@@ -33,6 +38,8 @@ def main(argv=None) -> int:
     ap.add_argument("--n", type=int, default=6, help="burst spectra applied to")
     ap.add_argument("--sims", type=int, default=2000, help="training simulations")
     ap.add_argument("--no-chain", action="store_true", help="skip the chain")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="also apply with the statistics on a pool of this many processes")
     args = ap.parse_args(argv)
     bud = dict(bench.budgets(False), sims=args.sims, refine_rounds=1)
     rng = np.random.default_rng(100)
@@ -43,14 +50,32 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     r, _ = bench.fit_sbi(train, table1_prior(3), "counts:100-10000", bud, 0, refine=False)
     print(f"training {time.perf_counter() - t0:.1f} s", flush=True)
-    for n_draws in (10_000, 1_000):
+    pool = None
+    if args.workers > 1:
+        from xspec_sbi.forward.simulate import make_pool
         t0 = time.perf_counter()
-        post = r.posteriors_for(spectra, n_samples=n_draws, seed=0)
-        dt = (time.perf_counter() - t0) / args.n
-        print(f"apply {n_draws} draws: {dt:.3f} s per spectrum; median ESS "
-              f"{100 * np.nanmedian(post.ess_fraction):.2f} %, reliable {int(post.reliable.sum())}/{args.n}; "
-              f"checksum {post.samples.sum():.10e} {post.ess_fraction.sum():.12f}; "
-              f"load {os.getloadavg()[0]:.1f}", flush=True)
+        pool = make_pool(r.session.simulator(), args.workers)
+        print(f"pool of {args.workers} started in {time.perf_counter() - t0:.1f} s", flush=True)
+    try:
+        for n_draws in (10_000, 1_000):
+            dt = {}
+            modes = [("in-process", dict(workers=1))]
+            if pool is not None:   # the pool above; then the default, which starts its own when worth it
+                modes += [("pooled", dict(executor=pool)), ("default workers", dict(workers=None))]
+            for how, kw in modes:
+                t0 = time.perf_counter()
+                post = r.posteriors_for(spectra, n_samples=n_draws, seed=0, **kw)
+                dt[how] = (time.perf_counter() - t0) / args.n
+                print(f"apply {n_draws} draws, {how}: {dt[how]:.3f} s per spectrum; median ESS "
+                      f"{100 * np.nanmedian(post.ess_fraction):.2f} %, reliable "
+                      f"{int(post.reliable.sum())}/{args.n}; checksum {post.samples.sum():.10e} "
+                      f"{post.ess_fraction.sum():.12f}; load {os.getloadavg()[0]:.1f}", flush=True)
+            if pool is not None:
+                print(f"apply {n_draws} draws: pooled / in-process {dt['pooled'] / dt['in-process']:.2f}",
+                      flush=True)
+    finally:
+        if pool is not None:
+            pool.shutdown()
     if not args.no_chain:
         s = Session((spectra[0],), model)
         _, t_chain = bench.chain_of(s, r.prior, post.samples[0], bud, 1)

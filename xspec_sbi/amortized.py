@@ -13,15 +13,23 @@ draws in 1.3-1.5 s at 256-2,048 rows, 5-7 s at 200,000), with the same bits.
 """
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
+import time
 from dataclasses import dataclass
 
 import numpy as np
 
 from xspec_sbi.checks.importance import importance_correct, log_like_constant
-from xspec_sbi.forward.objective import PoissonStatistic
+from xspec_sbi.forward.objective import poolable, statistics_of_spectra
+from xspec_sbi.forward.pooled import RowCost, worth_a_pool
+from xspec_sbi.forward.simulate import make_pool
 
 __all__ = ["AmortizedPosteriors", "amortized_posteriors", "SetupError", "setup_differences",
            "exposure_note"]
+
+log = logging.getLogger("xspec_sbi")
 
 
 class SetupError(ValueError):
@@ -164,35 +172,53 @@ class AmortizedPosteriors:
         return text
 
 
-def _statistics(simulator, simulators, x, raw, block_rows: int) -> np.ndarray:
+def _statistics(simulator, simulators, x, raw, block_rows: int, executor=None,
+                cost=None) -> np.ndarray:
     """C-stat (or W-stat) of each spectrum at each of its draws, (m, n).
 
     ``x`` (m, n_outputs) the spectra, ``raw`` (m, n, k) their draws; with
     ``simulators`` each spectrum's own set-up, else ``simulator`` for all.
-    Rows are folded ``block_rows`` at a time, across spectra of one set-up.
+    Rows are folded ``block_rows`` at a time, across spectra of one set-up,
+    here or across ``executor``'s workers with the same bits
+    (:func:`~xspec_sbi.forward.objective.statistics_of_spectra`).
     """
-    m, n, k = raw.shape
-    block = max(1, int(block_rows))
-    if simulators is not None:   # each spectrum its own set-up: its draws in blocks
-        stat = np.empty((m, n))
-        for i, sim in enumerate(simulators):
-            for a in range(0, n, block):
-                b = min(n, a + block)
-                stat[i, a:b] = PoissonStatistic.of_rows(sim, np.repeat(x[i:i + 1], b - a, axis=0),
-                                                        raw[i, a:b])
-        return stat
-    theta = raw.reshape(m * n, k)
-    stat = np.empty(m * n)
-    for a in range(0, m * n, block):
-        b = min(m * n, a + block)
-        stat[a:b] = PoissonStatistic.of_rows(simulator, x[np.arange(a, b) // n], theta[a:b])
-    return stat.reshape(m, n)
+    return statistics_of_spectra(simulator, simulators, x, raw, block_rows, executor, cost)
+
+
+@contextlib.contextmanager
+def _statistics_pool(simulator, simulators, x, raw, block_rows, workers, executor):
+    """The pool the statistics run on, and their measured cost: ``executor``, or one started here.
+
+    A pool is started only when the work measured on one block, spread over
+    ``workers`` processes, saves more than a pool's start-up
+    (:data:`~xspec_sbi.forward.pooled.POOL_START_SECONDS`); it ends with the block.
+    """
+    cost = RowCost()
+    if executor is not None or workers == 1 or raw.size == 0 \
+            or not poolable(simulator, *(simulators or ())):
+        yield executor, cost
+        return
+    n_workers = workers or os.cpu_count() or 1
+    m, n, _ = raw.shape
+    rows = min(n, max(1, int(block_rows)))
+    t0 = time.perf_counter()   # one block of the first spectrum, timed (its values are not kept)
+    _statistics(simulator, None if simulators is None else simulators[:1], x[:1], raw[:1, :rows],
+                block_rows)
+    cost.here = (time.perf_counter() - t0) / rows
+    if not worth_a_pool(cost.here * m * n, n_workers):
+        yield None, cost
+        return
+    log.info("exact statistics of %d spectra x %d draws (about %.0f s in one process) on %d "
+             "processes", m, n, cost.here * m * n, n_workers)
+    with make_pool(simulator, n_workers) as pool:
+        yield pool, cost
 
 
 def amortized_posteriors(posterior, simulator, prior, x: np.ndarray, *, n_samples: int = 1000,
                          seed: int = 0, correct: bool = True, labels=None,
                          block_rows: int = 512, simulators=None,
-                         differences=(), exposure_factors=None) -> AmortizedPosteriors:
+                         differences=(), exposure_factors=None, workers: int | None = 1,
+                         executor=None) -> AmortizedPosteriors:
     """Draws of ``posterior`` for each row of ``x``, weighted by each row's exact likelihood.
 
     Parameters
@@ -225,6 +251,12 @@ def amortized_posteriors(posterior, simulator, prior, x: np.ndarray, *, n_sample
         exposure-conditioned network (``NPEConfig.exposure_range``); default 1.
         A network trained at one exposure ignores it (its rows are then judged
         by their own likelihood only).
+    workers : int, optional
+        Processes for the exact statistics (None: all cores; 1: this process).
+        A pool is started only when the measured work would take longer than
+        a pool's start-up; the numbers are the same with or without one.
+    executor : SimulatorPool, optional
+        A running pool to evaluate the statistics on (``workers`` is then ignored).
 
     Returns
     -------
@@ -244,7 +276,8 @@ def amortized_posteriors(posterior, simulator, prior, x: np.ndarray, *, n_sample
     if not correct:
         return AmortizedPosteriors(raw, raw, nan, nan.copy(), np.zeros(m, bool), labels, False,
                                    differences)
-    stat = _statistics(simulator, simulators, x, raw, block_rows)
+    with _statistics_pool(simulator, simulators, x, raw, block_rows, workers, executor) as (pool, cost):
+        stat = _statistics(simulator, simulators, x, raw, block_rows, pool, cost)
     samples = raw.copy()
     ess, k, ok = nan.copy(), nan.copy(), np.zeros(m, bool)
     for i in range(m):

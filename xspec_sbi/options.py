@@ -179,7 +179,9 @@ class ComputeOptions:
     Parameters
     ----------
     workers : int, optional
-        Simulation processes (default: all cores; 1: in this process).
+        Simulation processes (default: all cores; 1: in this process). Their
+        pool also evaluates the exact statistic's large batches (likelihood
+        check, Metropolis moves), with the same numbers.
     executor : concurrent.futures.Executor, optional
         Run simulations there instead (a Dask client's executor, say).
     progress : bool

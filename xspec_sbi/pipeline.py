@@ -142,6 +142,8 @@ def _run(session: Session, prior, restrict, *, seed: int, correct: bool,
                 pool = o.compute.executor
                 if pool is None and (o.compute.workers or 2) > 1:
                     pool = stack.enter_context(make_pool(train_sim, o.compute.workers))
+                    # the exact statistic's large batches (check, moves) use the same workers
+                    st.stat_fn = st.stat_fn.using(pool)
                 pools.append(pool)
             return pools[0]
 
@@ -229,6 +231,7 @@ def _run(session: Session, prior, restrict, *, seed: int, correct: bool,
             chain_good = st.stat_fn.goodness(chain_fit.theta)
             st.timed("chain", t0)
 
+    st.stat_fn = st.stat_fn.using(None)   # the pool has ended with the block above
     xspec_side = None
     if session.xspec is not None:
         t0 = time.perf_counter()

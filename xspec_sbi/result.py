@@ -378,7 +378,7 @@ class SBIResult:
 
     # -- amortized use -------------------------------------------------------------
     def posteriors_for(self, observations, n_samples: int = 1000, seed: int = 0,
-                       correct: bool = True):
+                       correct: bool = True, *, workers: int | None = None, executor=None):
         """Posteriors of many observations of the same set-up: one batched call, each checked.
 
         Each observation's draws are weighted by its own exact likelihood
@@ -398,6 +398,11 @@ class SBIResult:
         seed : int
         correct : bool
             Weight by the exact likelihood (default yes).
+        workers : int, optional
+            Processes for the exact statistics (default: all cores, when the
+            work outweighs starting them; 1: this process). Same numbers either way.
+        executor : SimulatorPool, optional
+            A running pool to use instead.
 
         Returns
         -------
@@ -423,7 +428,7 @@ class SBIResult:
         return amortized_posteriors(self.posterior, self.session.simulator(), self.prior, x,
                                     n_samples=n_samples, seed=seed, correct=correct, labels=labels,
                                     simulators=simulators, differences=differences,
-                                    exposure_factors=factors)
+                                    exposure_factors=factors, workers=workers, executor=executor)
 
     def posterior_samples_for(self, observations, n_samples: int = 1000, seed: int = 0,
                               correct: bool = True) -> np.ndarray:

@@ -185,7 +185,8 @@ def _draws(posterior, sessions, box, x, labels, args, differences=(), factors=No
     out = amortized_posteriors(posterior, sessions[0].simulator(), box, x, n_samples=args.samples,
                                seed=args.seed, correct=args.correct, labels=labels,
                                simulators=[s.simulator() for s in sessions],
-                               differences=differences, exposure_factors=factors)
+                               differences=differences, exposure_factors=factors,
+                               workers=args.workers)
     if out.corrected:
         log.info("%s", out.summary())
         for label in out.flagged:

@@ -284,6 +284,9 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("--refine", action="store_true",
                        help="run the adaptive rounds (as fit) on each spectrum whose exact-"
                             "likelihood check fails; rounds per spectrum go to tracks.csv")
+    apply.add_argument("--workers", type=_POSITIVE, metavar="N",
+                       help="processes for the exact statistics (default: all cores when the "
+                            "work outweighs starting them; 1: this process; same numbers)")
     apply.add_argument("--strict", action="store_true",
                        help="fail (exit 1, nothing written) when a spectrum lies outside the "
                             "network's training spectra, instead of a warning per spectrum")

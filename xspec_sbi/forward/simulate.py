@@ -262,6 +262,11 @@ def _install(simulator: Simulator, parent: int | None = None) -> None:
     _installed = simulator
 
 
+def installed_simulator():
+    """The simulator this worker process was started with (None outside a pool's worker)."""
+    return _installed
+
+
 def _exit_with_parent(parent: int, period_s: float = 0.5) -> None:
     while os.getppid() == parent:
         time.sleep(period_s)
