@@ -58,6 +58,10 @@ VARIANTS = {
     "cos40_lr4e-3": {"epochs": 40, "learning_rate": 4e-3},
     "ens3_nocal": {"ensemble_size": 3, "calibrate": False},
     "ens3_nocal_seq": {"ensemble_size": 3, "calibrate": False, "member_workers": 1},
+    "ens3_nocal_pat5_seq": {"ensemble_size": 3, "calibrate": False, "patience": 5, "member_workers": 1},
+    "ens3_pat5_seq": {"ensemble_size": 3, "patience": 5, "member_workers": 1},
+    "ens3_nocal_pat5": {"ensemble_size": 3, "calibrate": False, "patience": 5},
+    "ens3_nocal_splits": {"ensemble_size": 3, "calibrate": False, "member_splits": True},
     "ens3_nocal_cos20": {"ensemble_size": 3, "calibrate": False, "epochs": 20},
     "ens3_cos20": {"ensemble_size": 3, "epochs": 20},
     "ens2_nocal_cos20": {"ensemble_size": 2, "calibrate": False, "epochs": 20},
@@ -155,6 +159,24 @@ def line(r: dict) -> str:
             f"{r['load']:.1f} |")
 
 
+def summary_table(rows: list[dict]) -> str:
+    """Markdown: one line per case and variant, the seeds' values side by side (the latest row of each)."""
+    latest = {(r["case"], r["variant"], r["seed"]): r for r in rows}
+    groups: dict = {}
+    for (case, variant, _), r in latest.items():
+        groups.setdefault((case, variant), []).append(r)
+    cells = {"wall s": lambda r: f"{r['train_seconds']:.0f}", "CPU s": lambda r: f"{r['cpu_seconds']:.0f}" if 'cpu_seconds' in r else "-",
+             "epochs": lambda r: str(r["epochs"]), "ESS %": lambda r: f"{100 * r['ess']:.0f}",
+             "max \\|Δmed\\|/sd": lambda r: f"{r['dmed']:.2f}",
+             "w68": lambda r: f"{r['w_lo']:.2f}-{r['w_hi']:.2f}"}
+    out = ["| case | variant | " + " | ".join(cells) + " |", "|---|---|" + "---|" * len(cells)]
+    for (case, variant), g in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[1][0]["train_seconds"])):
+        g = sorted(g, key=lambda r: r["seed"])
+        out.append(f"| {case} | {variant} | "
+                   + " | ".join(" / ".join(f(r) for r in g) for f in cells.values()) + " |")
+    return "\n".join(out)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cases", default="a,b,20k")
@@ -163,7 +185,11 @@ def main(argv=None) -> int:
     ap.add_argument("--cache", default="/tmp/xspec_sbi_training_study")
     ap.add_argument("--out", default=None, help="append rows (JSON lines) to this file")
     ap.add_argument("--prepare-only", action="store_true")
+    ap.add_argument("--table", default=None, help="print the summary table of these JSON lines, run nothing")
     args = ap.parse_args(argv)
+    if args.table:
+        print(summary_table([json.loads(t) for t in Path(args.table).read_text().splitlines() if t]))
+        return 0
     torch.set_num_threads(1)
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)

@@ -32,6 +32,7 @@ def test_cosine_schedule_runs_its_epochs_and_gives_the_analytic_posterior():
     assert np.all((ratio > 0.85) & (ratio < 1.3)), ratio
 
 
+@pytest.mark.slow
 def test_members_in_processes_have_the_weights_of_members_trained_here():
     theta = PRIOR.sample(600, rng=2)
     x = gauss_sim(theta, np.random.default_rng(3))
@@ -64,3 +65,21 @@ def test_how_many_processes_train_the_members():
 def test_schedule_fields_are_checked(field):
     with pytest.raises(NPEError, match=f"NPEConfig.{field} must be >= 1"):
         NPEConfig(**{field: 0})
+
+
+def test_members_with_own_splits_differ_and_an_ensemble_saves_and_loads(tmp_path):
+    from xspec_sbi.inference.posterior import NeuralPosterior
+    theta = PRIOR.sample(600, rng=2)
+    x = gauss_sim(theta, np.random.default_rng(3))
+    cfg = dict(x_transform="none", embedding=None, hidden_features=16, ensemble_size=2, epochs=3,
+               member_workers=1)
+    shared = train_npe(theta, x, PRIOR, rng=4, config=NPEConfig(**cfg))
+    own = train_npe(theta, x, PRIOR, rng=4, config=NPEConfig(**cfg, member_splits=True))
+    a, b = shared.flow.state_dict(), own.flow.state_dict()
+    # the first member keeps the shared split (and its seed): the same weights; the second does not
+    assert all(torch.equal(a[k], b[k]) for k in a if k.startswith("members.0."))
+    assert not all(torch.equal(a[k], b[k]) for k in a if k.startswith("members.1."))
+    fp = {"model": "toy gaussian", "prior": PRIOR.to_dict(), "response": "none"}
+    loaded = NeuralPosterior.load(own.save(tmp_path / "net", fp), fp)
+    x_obs = np.array([0.4, 0.6])
+    np.testing.assert_array_equal(loaded.sample(x_obs, 100, rng=5), own.sample(x_obs, 100, rng=5))

@@ -23,7 +23,7 @@ FINGERPRINT_SCHEMA = 1
 TRAINING_ONLY = frozenset({"batch_size", "learning_rate", "validation_fraction", "patience",
                            "max_epochs", "min_epochs", "smoothing", "lr_decay_patience",
                            "clip_max_norm", "num_threads", "calibrate", "member_workers",
-                           "epochs"})
+                           "epochs", "member_splits"})
 
 _ESTIMATORS = ("cmaf", "maf", "nsf", "maf_rqs", "zuko_maf", "zuko_nsf", "zuko_naf", "zuko_nice")
 _X_TRANSFORMS = ("log1p", "anscombe", "none")
@@ -145,6 +145,11 @@ class NPEConfig:
         None (default): one per member, up to the usable CPUs; 1: one after
         another in this process. Each member is trained from its own seed, so
         the weights are the same for any value.
+    member_splits : bool
+        Ensembles: each member after the first holds out its own random
+        ``validation_fraction`` of the pairs (early stopping and base
+        calibration then differ between members); False (default): all share
+        one split.
     """
 
     estimator: str = "cmaf"
@@ -172,6 +177,7 @@ class NPEConfig:
     calibrate: bool = True
     exposure_range: tuple | None = None
     member_workers: int | None = None
+    member_splits: bool = False
 
     def __post_init__(self) -> None:
         if self.exposure_range is not None:

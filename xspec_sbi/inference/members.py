@@ -148,8 +148,8 @@ def train_members(config: NPEConfig, n_dim: int, n_features: int, seeds, pairs,
         Shapes of the flow.
     seeds : sequence of int
         One torch seed per member.
-    pairs : (s_tr, f_tr, s_va, f_va) tensors
-        Training and validation latents (N, n_dim) and features (N, n_features).
+    pairs : sequence of (s_tr, f_tr, s_va, f_va) tensors
+        Per member: training and validation latents (N, n_dim) and features (N, n_features).
     device : torch.device
 
     Notes
@@ -162,14 +162,14 @@ def train_members(config: NPEConfig, n_dim: int, n_features: int, seeds, pairs,
     workers = member_workers(replace(config, ensemble_size=len(seeds)), device)
     if workers <= 1:
         with torch_threads(config.num_threads):
-            return [_train_one(config, n_dim, n_features, int(s), pairs, device) for s in seeds]
+            return [_train_one(config, n_dim, n_features, int(s), p, device) for s, p in zip(seeds, pairs)]
     # numpy across the pipe: plain pickles, not torch's shared-memory file handles
-    arrays = [p.numpy() for p in pairs]
+    arrays = [[t.numpy() for t in p] for p in pairs]
     # spawn, not fork: a forked torch with its thread pools already started can hang
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
         with _main_module_hidden():   # the processes start at the first submissions
-            futures = [pool.submit(_train_in_worker, config, n_dim, n_features, int(s), arrays)
-                       for s in seeds]
+            futures = [pool.submit(_train_in_worker, config, n_dim, n_features, int(s), a)
+                       for s, a in zip(seeds, arrays)]
         results = [f.result() for f in futures]
     out = []
     # the shells the weights are loaded into must not move the caller's generator

@@ -97,7 +97,13 @@ def train_npe(
     # one seed per member, each member built and trained from its own: the weights do not
     # depend on whether the members train one after another or side by side
     seeds = [torch_seed(rng) for _ in range(config.ensemble_size)]
-    runs = train_members(config, prior.n_dim, features.n_features, seeds, (s_tr, f_tr, s_va, f_va), dev)
+    pairs = [(s_tr, f_tr, s_va, f_va)] * config.ensemble_size
+    if config.member_splits:
+        # members after the first hold out other rows (the feature scaling stays the first split's)
+        for i in range(1, config.ensemble_size):
+            p = rng.permutation(n)
+            pairs[i] = (s_all[p[n_val:]], f_all[p[n_val:]], s_all[p[:n_val]], f_all[p[:n_val]])
+    runs = train_members(config, prior.n_dim, features.n_features, seeds, pairs, dev)
     flow = runs[0][0] if len(runs) == 1 else FlowEnsemble([r[0] for r in runs])
     epoch, best_epoch = max(r[1] for r in runs), max(r[2] for r in runs)
     with torch_threads(config.num_threads):
