@@ -19,7 +19,7 @@ from multiprocessing import get_context
 import torch
 from torch import nn
 
-from xspec_sbi.forward.simulate import _main_module_hidden
+from xspec_sbi.forward.simulate import _main_module_hidden   # the simulator pool's guard, same need
 from xspec_sbi.inference.config import NPEConfig, NPEError
 from xspec_sbi.inference.networks import build_flow
 from xspec_sbi.inference.torch_state import seeded_torch, torch_threads
