@@ -22,7 +22,8 @@ FINGERPRINT_SCHEMA = 1
 #: schedule must not make every saved network unreadable).
 TRAINING_ONLY = frozenset({"batch_size", "learning_rate", "validation_fraction", "patience",
                            "max_epochs", "min_epochs", "smoothing", "lr_decay_patience",
-                           "clip_max_norm", "num_threads", "calibrate"})
+                           "clip_max_norm", "num_threads", "calibrate", "member_workers",
+                           "epochs", "member_splits"})
 
 _ESTIMATORS = ("cmaf", "maf", "nsf", "maf_rqs", "zuko_maf", "zuko_nsf", "zuko_naf", "zuko_nice")
 _X_TRANSFORMS = ("log1p", "anscombe", "none")
@@ -105,6 +106,11 @@ class NPEConfig:
         (``TRAINING_ONLY``): networks saved with another patience load.
     max_epochs : int
         Upper limit on training epochs.
+    epochs : int or None
+        Train exactly this many epochs, the step size falling from
+        ``learning_rate`` to 0 along a cosine over all steps (no early stopping;
+        the weights of the best validation loss are kept). None (default): the
+        step size is halved on plateaus and training stops by ``patience``.
     min_epochs : int
         Never stop before this many epochs (a noisy validation curve early on
         would otherwise end training after a few epochs).
@@ -133,6 +139,17 @@ class NPEConfig:
         so one network serves spectra of other exposures (applying it passes each
         spectrum's exposure over the training spectrum's). None (default): every
         simulation has the training spectrum's exposure.
+    member_workers : int or None
+        Processes an ensemble's members are trained in, side by side (spawned,
+        ``num_threads`` torch threads each; on the CPU with ``num_threads`` set).
+        None (default): one per member, up to the usable CPUs; 1: one after
+        another in this process. Each member is trained from its own seed, so
+        the weights are the same for any value.
+    member_splits : bool
+        Ensembles: each member after the first holds out its own random
+        ``validation_fraction`` of the pairs (early stopping and base
+        calibration then differ between members); False (default): all share
+        one split.
     """
 
     estimator: str = "cmaf"
@@ -151,6 +168,7 @@ class NPEConfig:
     validation_fraction: float = 0.1
     patience: int = 10
     max_epochs: int = 1000
+    epochs: int | None = None
     min_epochs: int = 20
     smoothing: float = 0.5
     lr_decay_patience: int | None = 8
@@ -158,6 +176,8 @@ class NPEConfig:
     num_threads: int | None = 1
     calibrate: bool = True
     exposure_range: tuple | None = None
+    member_workers: int | None = None
+    member_splits: bool = False
 
     def __post_init__(self) -> None:
         if self.exposure_range is not None:
@@ -185,7 +205,7 @@ class NPEConfig:
             raise NPEError(f"NPEConfig.validation_fraction={self.validation_fraction!r} must be in (0, 1)")
         if not 0.0 < self.smoothing <= 1.0:
             raise NPEError(f"NPEConfig.smoothing={self.smoothing!r} must be in (0, 1]")
-        for key in ("num_threads", "lr_decay_patience"):
+        for key in ("num_threads", "lr_decay_patience", "member_workers", "epochs"):
             if getattr(self, key) is not None and int(getattr(self, key)) < 1:
                 raise NPEError(f"NPEConfig.{key} must be >= 1 or None, got {getattr(self, key)!r}")
         for key in ("hidden_features", "num_transforms", "num_blocks", "ensemble_size", "batch_size", "max_epochs", "patience"):

@@ -9,22 +9,20 @@ gives the posterior under the user's prior.
 """
 from __future__ import annotations
 
-import copy
-import math
 import time
 from typing import Callable
 
 import numpy as np
 import torch
-from torch import nn
 
 from xspec_sbi.inference.config import NPEConfig, NPEError
 from xspec_sbi.inference.features import FeatureTransform
 from xspec_sbi.inference.latent import to_latent
-from xspec_sbi.inference.networks import FlowEnsemble, build_flow
+from xspec_sbi.inference.members import train_members, validation_loss
+from xspec_sbi.inference.networks import FlowEnsemble
 from xspec_sbi.inference.posterior import NeuralPosterior, TrainingSummary
 from xspec_sbi.inference.priors import BoxPrior
-from xspec_sbi.inference.torch_state import resolve_device, seeded_torch, torch_seed, torch_threads
+from xspec_sbi.inference.torch_state import resolve_device, torch_seed, torch_threads
 from xspec_sbi.inference.truncation import TruncatedPrior
 
 __all__ = ["SimulateFn", "train_npe", "simulate_training_set", "fit_single_round", "check_proposal"]
@@ -96,81 +94,24 @@ def train_npe(
     s_tr, f_tr = s_all[tr], f_all[tr]
     s_va, f_va = s_all[va], f_all[va]
 
-    with seeded_torch(torch_seed(rng), dev), torch_threads(config.num_threads):
-        flow = build_flow(config, prior.n_dim, features.n_features).to(dev)
-        members = flow.members if isinstance(flow, FlowEnsemble) else [flow]
-        runs = [_fit(member, config, s_tr, f_tr, s_va, f_va) for member in members]
-        epoch, best_epoch = max(r[0] for r in runs), max(r[1] for r in runs)
-        best_loss = runs[0][2] if len(runs) == 1 else _validation_loss(flow, s_va, f_va)
+    # one seed per member, each member built and trained from its own: the weights do not
+    # depend on whether the members train one after another or side by side
+    seeds = [torch_seed(rng) for _ in range(config.ensemble_size)]
+    pairs = [(s_tr, f_tr, s_va, f_va)] * config.ensemble_size
+    if config.member_splits:
+        # members after the first hold out other rows (the feature scaling stays the first split's)
+        for i in range(1, config.ensemble_size):
+            p = rng.permutation(n)
+            pairs[i] = (s_all[p[n_val:]], f_all[p[n_val:]], s_all[p[:n_val]], f_all[p[:n_val]])
+    runs = train_members(config, prior.n_dim, features.n_features, seeds, pairs, dev)
+    flow = runs[0][0] if len(runs) == 1 else FlowEnsemble([r[0] for r in runs])
+    epoch, best_epoch = max(r[1] for r in runs), max(r[2] for r in runs)
+    with torch_threads(config.num_threads):
+        best_loss = runs[0][3] if len(runs) == 1 else validation_loss(flow, s_va, f_va)
     flow.eval()
     summary = TrainingSummary(len(tr), len(va), epoch, best_epoch, float(best_loss),
                               time.perf_counter() - t0)
     return NeuralPosterior(prior, flow, features, z_mean, z_std, config, summary, dev)
-
-
-def _validation_loss(flow: nn.Module, s: torch.Tensor, f: torch.Tensor) -> float:
-    """Mean negative log density (nats) over the validation pairs, in blocks of 8192."""
-    flow.eval()
-    with torch.no_grad():
-        return sum(flow.loss(s[a:a + 8192], f[a:a + 8192]).sum().item()
-                   for a in range(0, len(s), 8192)) / len(s)
-
-
-def _fit(flow: nn.Module, config: NPEConfig, s_tr: torch.Tensor, f_tr: torch.Tensor,
-         s_va: torch.Tensor, f_va: torch.Tensor) -> tuple[int, int, float]:
-    """Adam on the negative log density; returns (epochs run, best epoch, best validation loss).
-
-    Patience counts epochs without improvement of an exponential moving average
-    of the validation loss (single epochs are noisy with ~1000 validation
-    pairs); the weights of the best raw validation loss are restored at the end.
-    """
-    # The fused step is several times cheaper than the per-tensor loop for
-    # these small networks, where the optimiser is a large part of a step.
-    fused = s_tr.device.type in ("cpu", "cuda")
-    opt = torch.optim.Adam(flow.parameters(), lr=config.learning_rate, fused=fused)
-    n_tr = len(s_tr)
-    # Small training sets get smaller batches (at least ~20 steps an epoch),
-    # or patience counted in epochs would stop training after a few steps.
-    bs = max(1, min(config.batch_size, max(32, n_tr // 20), n_tr))
-    best_loss, best_epoch, best_state = math.inf, 0, None
-    smooth, best_smooth, since_best, since_decay = None, math.inf, 0, 0
-    epoch = 0
-    for epoch in range(1, config.max_epochs + 1):
-        flow.train()
-        order = torch.randperm(n_tr, device=s_tr.device)
-        for a in range(0, n_tr - bs + 1, bs):
-            idx = order[a:a + bs]
-            opt.zero_grad(set_to_none=True)
-            loss = flow.loss(s_tr[idx], f_tr[idx]).mean()
-            loss.backward()
-            if config.clip_max_norm is not None:
-                nn.utils.clip_grad_norm_(flow.parameters(), config.clip_max_norm, foreach=True)
-            opt.step()
-        val = _validation_loss(flow, s_va, f_va)
-        if not math.isfinite(val):
-            raise NPEError(f"validation loss became {val} at epoch {epoch}; lower NPEConfig.learning_rate")
-        if val < best_loss:
-            best_loss, best_epoch = val, epoch
-            best_state = copy.deepcopy(flow.state_dict())
-        smooth = val if smooth is None else config.smoothing * val + (1 - config.smoothing) * smooth
-        if smooth < best_smooth - 1e-4:
-            best_smooth, since_best, since_decay = smooth, 0, 0
-        else:
-            since_best += 1
-            since_decay += 1
-        if config.lr_decay_patience is not None and since_decay >= config.lr_decay_patience:
-            for group in opt.param_groups:
-                group["lr"] *= 0.5
-            since_decay = 0
-        if since_best >= config.patience and epoch >= config.min_epochs:
-            break
-    if best_state is not None:
-        flow.load_state_dict(best_state)
-    flow.eval()
-    if config.calibrate and hasattr(flow, "calibrate_base"):
-        flow.calibrate_base(s_va, f_va)
-        best_loss = _validation_loss(flow, s_va, f_va)
-    return epoch, best_epoch, best_loss
 
 
 def simulate_training_set(
