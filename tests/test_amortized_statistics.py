@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from xspec_sbi.amortized import _statistics, amortized_posteriors
+from xspec_sbi.amortized import amortized_posteriors
+from xspec_sbi.forward.objective import statistics_of_spectra
 from xspec_sbi.forward.objective import PoissonStatistic
 
 
@@ -38,10 +39,10 @@ def test_blocked_statistics_equal_each_spectrum_on_its_own(with_background, bloc
     x = sim(raw[:, 0], np.random.default_rng(2))
     want = np.stack([PoissonStatistic(sim, x[i])(raw[i]) for i in range(3)])
     # blocks cut across spectra (7 rows, 250 = one spectrum, all at once): the same numbers
-    np.testing.assert_allclose(_statistics(sim, None, x, raw, block), want, rtol=1e-12, atol=1e-10)
+    np.testing.assert_allclose(statistics_of_spectra(sim, None, x, raw, block), want, rtol=1e-12, atol=1e-10)
     sims = [_simulator(exposure=t, with_background=with_background) for t in (50.0, 100.0, 300.0)]
     own = np.stack([PoissonStatistic(s, x[i])(raw[i]) for i, s in enumerate(sims)])
-    np.testing.assert_allclose(_statistics(sim, sims, x, raw, block), own, rtol=1e-12, atol=1e-10)
+    np.testing.assert_allclose(statistics_of_spectra(sim, sims, x, raw, block), own, rtol=1e-12, atol=1e-10)
     assert not np.allclose(own[0], want[0])      # the set-ups do differ
 
 

@@ -172,19 +172,6 @@ class AmortizedPosteriors:
         return text
 
 
-def _statistics(simulator, simulators, x, raw, block_rows: int, executor=None,
-                cost=None) -> np.ndarray:
-    """C-stat (or W-stat) of each spectrum at each of its draws, (m, n).
-
-    ``x`` (m, n_outputs) the spectra, ``raw`` (m, n, k) their draws; with
-    ``simulators`` each spectrum's own set-up, else ``simulator`` for all.
-    Rows are folded ``block_rows`` at a time, across spectra of one set-up,
-    here or across ``executor``'s workers with the same bits
-    (:func:`~xspec_sbi.forward.objective.statistics_of_spectra`).
-    """
-    return statistics_of_spectra(simulator, simulators, x, raw, block_rows, executor, cost)
-
-
 @contextlib.contextmanager
 def _statistics_pool(simulator, simulators, x, raw, block_rows, workers, executor):
     """The pool the statistics run on, and their measured cost: ``executor``, or one started here.
@@ -202,8 +189,8 @@ def _statistics_pool(simulator, simulators, x, raw, block_rows, workers, executo
     m, n, _ = raw.shape
     rows = min(n, max(1, int(block_rows)))
     t0 = time.perf_counter()   # one block of the first spectrum, timed (its values are not kept)
-    _statistics(simulator, None if simulators is None else simulators[:1], x[:1], raw[:1, :rows],
-                block_rows)
+    statistics_of_spectra(simulator, None if simulators is None else simulators[:1], x[:1],
+                          raw[:1, :rows], block_rows)
     cost.here = (time.perf_counter() - t0) / rows
     if not worth_a_pool(cost.here * m * n, n_workers):
         yield None, cost
@@ -277,7 +264,7 @@ def amortized_posteriors(posterior, simulator, prior, x: np.ndarray, *, n_sample
         return AmortizedPosteriors(raw, raw, nan, nan.copy(), np.zeros(m, bool), labels, False,
                                    differences)
     with _statistics_pool(simulator, simulators, x, raw, block_rows, workers, executor) as (pool, cost):
-        stat = _statistics(simulator, simulators, x, raw, block_rows, pool, cost)
+        stat = statistics_of_spectra(simulator, simulators, x, raw, block_rows, pool, cost)
     samples = raw.copy()
     ess, k, ok = nan.copy(), nan.copy(), np.zeros(m, bool)
     for i in range(m):
