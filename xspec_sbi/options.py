@@ -355,7 +355,8 @@ def from_keywords(records: Mapping[str, Any], keywords: Mapping[str, Any]) -> Ru
 def parse_restriction(restrict):
     """Normalise the ``restrict`` argument.
 
-    Accepts None/"none", ``"counts:LO-HI"`` or ``("counts", lo, hi)``,
+    Accepts None/"none", ``"counts:LO-HI"`` or ``("counts", lo, hi)``, ``"classifier:LO-HI"``
+    (the same count window learned by the paper's classifier),
     ``"cstat"``, ``"cstat:F"`` or ``("cstat", f)``, ``"coarse"``, ``"coarse:N"`` or
     ``("coarse", n)``. Returns ``(kind, args)``.
     """
@@ -365,11 +366,11 @@ def parse_restriction(restrict):
         kind, _, arg = restrict.partition(":")
         kind = kind.strip().lower()
         try:
-            if kind == "counts":
+            if kind in ("counts", "classifier"):
                 lo, hi = (float(v) for v in arg.replace(",", "-").split("-"))
                 if not 0 <= lo < hi:
                     raise ValueError
-                return "counts", (lo, hi)
+                return kind, (lo, hi)
             if kind == "cstat":
                 f = float(arg) if arg else 0.25
                 if not 0 < f < 1:
@@ -382,12 +383,14 @@ def parse_restriction(restrict):
                 return "coarse", (n,)
         except ValueError:
             examples = {"counts": "counts:LO-HI with 0 <= LO < HI, e.g. counts:1000-10000",
+                        "classifier": "classifier:LO-HI with 0 <= LO < HI, e.g. classifier:1000-10000",
                         "cstat": "cstat:F with 0 < F < 1, e.g. cstat:0.25",
                         "coarse": "coarse:N with N >= 20 simulations, e.g. coarse:5000"}
             raise OptionError(f"restrict={restrict!r}: write {examples[kind]}") from None
-        raise OptionError(f"restrict={restrict!r}: choose counts:LO-HI, cstat[:F], coarse[:N] or none")
+        raise OptionError(f"restrict={restrict!r}: choose counts:LO-HI, classifier:LO-HI, cstat[:F], "
+                          "coarse[:N] or none")
     kind, *args = restrict
-    return parse_restriction(f"{kind}:{'-'.join(str(a) for a in args)}" if kind == "counts"
+    return parse_restriction(f"{kind}:{'-'.join(str(a) for a in args)}" if kind in ("counts", "classifier")
                              else f"{kind}:{args[0]}" if args else kind)
 
 

@@ -346,8 +346,26 @@ def restrict_prior(kind, args, st: _Stage, cfg):
     """The restricted prior (paper Sec. 3), always a truncation of the user's prior."""
     from xspec_sbi.inference import restrict as R
     if kind == "counts":
+        # the chance of a count in the window is known from the expected counts: exact, and no
+        # classifier to train (inference/count_region.py); the classifier where that rejects too much
+        from xspec_sbi.inference.count_region import MIN_ACCEPTANCE, restrict_by_expected_counts
         lo, hi = args
-        log.info("restricting the prior to spectra with %g-%g source counts", lo, hi)
+        sim = st.sim
+
+        def totals(theta):
+            return sum(p.expected(theta).sum(axis=1) for p in sim.parts)
+
+        out = restrict_by_expected_counts(totals, st.box, lo, hi, rng=st.rng,
+                                          exposure_factors=cfg.exposure_range or (1.0, 1.0))
+        if out is not None:
+            log.info("restricted the prior to spectra with %g-%g counts: %s, prior mass %.3g",
+                     lo, hi, out.prior.label, out.prior.mass)
+            return out
+        log.info("the %g-%g count window holds under %.0f%% of the prior: learning it with the "
+                 "classifier", lo, hi, 100 * MIN_ACCEPTANCE)
+    if kind in ("counts", "classifier"):
+        lo, hi = args
+        log.info("restricting the prior to spectra with %g-%g source counts (classifier)", lo, hi)
         sim = st.sim
 
         class SourceCountWindow(R.CountWindow):

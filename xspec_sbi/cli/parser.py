@@ -185,7 +185,8 @@ def _setup_options(p: argparse.ArgumentParser) -> None:
     s = p.add_argument_group("inference")
     s.add_argument("--sims", type=_SIMS, default=10_000, metavar="N", help="training simulations (over all rounds)")
     s.add_argument("--restrict", default="cstat:0.25", metavar="KIND[:ARGS]",
-                   help="restricted prior: counts:LO-HI, cstat:F, coarse:N or none")
+                   help="restricted prior: counts:LO-HI (exact expected counts), classifier:LO-HI "
+                        "(the paper's classifier), cstat:F, coarse:N or none")
     s.add_argument("--rounds", type=_POSITIVE, default=1, metavar="N",
                    help="rounds of truncated sequential NPE (>1: posterior for this observation only)")
     s.add_argument("--estimator", default=None, metavar="NAME",

@@ -60,7 +60,7 @@ def simulate_reference(result, seed: int, restrict: str, n_train: int):
     x = simulate(exposure_varied(sim, result.posterior.config), theta,
                  seed=int(rng.integers(2**63 - 1)))[:, :sim.n_outputs]
     kind, args = parse_restriction(restrict)
-    if kind == "counts":
+    if kind in ("counts", "classifier"):
         source = sum(b[:, :p.n_bins].sum(axis=1) for p, b in zip(sim.parts, sim.split(x)))
         inside = (source >= args[0]) & (source <= args[1])
         if inside.sum() >= 100:

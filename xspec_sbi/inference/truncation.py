@@ -49,6 +49,9 @@ class TruncatedPrior:
         ``propose(n, rng) -> (m, n_dim)``: draws of the user's prior restricted
         to a set between the region and the sub-box (an ellipsoid drawn
         directly); candidates come from it instead of the whole sub-box.
+    proposals_exact : bool
+        ``propose`` already returns draws of the truncated prior (it sizes its
+        own candidates): they are kept as they are, not tested again.
     """
 
     prior: BoxPrior
@@ -59,6 +62,7 @@ class TruncatedPrior:
     mass: float
     label: str = ""
     propose: Callable | None = field(default=None, repr=False)
+    proposals_exact: bool = False
     _box: BoxPrior = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -107,6 +111,14 @@ class TruncatedPrior:
         kept, n_kept, n_tried = [], 0, 0
         # a proposal hugging the region accepts nearly all its draws
         acc = 0.8 if self.propose is not None else max(self.acceptance, 1e-3)
+        while n_kept < n and self.proposals_exact:
+            n_tried += n - n_kept
+            good = self.propose(n - n_kept, rng)
+            kept.append(good)
+            n_kept += len(good)
+            if n_kept < n and n_tried >= max_candidates:
+                raise RuntimeError(f"truncated prior ({self.label}): only {n_kept} of {n} draws "
+                                   f"after {n_tried} requested")
         while n_kept < n:
             batch = int(min(max(1.2 * (n - n_kept) / acc, 256), 2_000_000))
             cand = self._box.sample(batch, rng=rng) if self.propose is None else self.propose(batch, rng)
@@ -134,6 +146,7 @@ def truncate(
     label: str = "",
     propose: Callable | None = None,
     mass: float | None = None,
+    proposals_exact: bool = False,
 ) -> TruncatedPrior:
     """Truncate the user's prior to ``region`` (inside an optional sub-box).
 
@@ -154,6 +167,8 @@ def truncate(
     mass : float, optional
         The region's prior mass when known better than by probing the sub-box
         (an ellipsoid's volume); the acceptance is then ``mass`` over the sub-box's.
+    proposals_exact : bool
+        See :class:`TruncatedPrior`.
 
     Returns
     -------
@@ -172,13 +187,13 @@ def truncate(
         raise PriorError(f"truncation sub-box is empty along {bad}")
     if mass is not None:
         return TruncatedPrior(prior, region, lo, hi, min(1.0, mass / prior.mass(lo, hi)), float(mass),
-                              label, propose)
+                              label, propose, proposals_exact)
     probe = _sub_box(prior, lo, hi).sample(n_probe, rng=rng)
     acceptance = float(np.mean(np.asarray(region(probe), dtype=bool)))
     if acceptance == 0.0:
         raise PriorError(f"truncation region ({label}) accepted none of {n_probe} prior draws")
     return TruncatedPrior(prior, region, lo, hi, acceptance, prior.mass(lo, hi) * acceptance, label,
-                          propose)
+                          propose, proposals_exact)
 
 
 def _sub_box(prior: BoxPrior, lower: np.ndarray, upper: np.ndarray) -> BoxPrior:

@@ -165,6 +165,9 @@ def check_lines(result, coverage=None, coverage_why: str | None = None) -> list[
                                f"{len(r.valid_fractions)} rounds, {r.n_simulations} simulations",
                                "the region reached its target valid fraction" if r.converged else
                                "the restriction did not reach its target valid fraction"))
+    elif r is not None:
+        lines.append(CheckLine("restricted prior", "passed", r.prior.label or "restricted prior",
+                               f"prior mass {r.prior.mass:.3g}"))
     if coverage is not None:
         worst = max(((lvl, f) for lvl, row in zip(coverage.levels, coverage.fractions) for f in row),
                     key=lambda t: abs(t[1] - t[0]))
