@@ -64,7 +64,7 @@ class RowCost:
         return self.here is not None and self.wall is not None and self.wall >= self.here
 
     def record(self, seconds: float, rows: int) -> None:
-        """Fold a finished task's cost (``seconds`` s in a worker for ``rows`` rows) into :attr:`task`."""
+        """Fold a finished task's cost (``seconds`` s in a worker, ``rows`` rows) into :attr:`task`."""
         if rows <= 0:
             return
         c = seconds / rows

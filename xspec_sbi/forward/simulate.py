@@ -234,7 +234,12 @@ def fakeit_spectrum(spectrum, model, theta, rng: np.random.Generator, exposure: 
 # --- running many -------------------------------------------------------------
 
 def _blocks(sim, theta, seed_seqs, block_size) -> np.ndarray:
-    """Consecutive seed blocks of ``theta``, block ``k`` drawn from ``seed_seqs[k]``: counts (rows, n_outputs)."""
+    """Consecutive seed blocks of ``theta``, block ``k`` drawn from ``seed_seqs[k]``.
+
+    Returns
+    -------
+    ndarray (rows, n_outputs), counts
+    """
     if len(seed_seqs) == 1:   # one block (every block run here): its array as it is, no copy
         return sim(theta, np.random.default_rng(seed_seqs[0]))
     out = np.empty((theta.shape[0], sim.n_outputs))
