@@ -14,19 +14,12 @@ How many consecutive blocks travel to a worker as one task is chosen from the
 measured cost of a spectrum (see :func:`simulate`); it never changes a number,
 because every block is drawn with its own generator whatever task carries it.
 
-The module is over 400 lines because the simulator and the code that runs it
-in many processes share one reproducibility contract (the seed blocks above);
-keeping them together keeps that contract in one place.
+The blocks are scheduled by :func:`~xspec_sbi.forward.schedule.evaluate_units`
+(the exact statistic's scheduler too); the pool is :mod:`~xspec_sbi.forward.pool`.
 """
 from __future__ import annotations
 
 import concurrent.futures as cf
-import contextlib
-import multiprocessing
-import os
-import signal
-import sys
-import threading
 import time
 from dataclasses import dataclass
 from typing import Protocol, Sequence, runtime_checkable
@@ -35,6 +28,10 @@ import numpy as np
 
 from xspec_sbi.model import library as xslibrary
 from xspec_sbi.forward.folding import Transfer, build_transfer, fold_model, trimmable
+from xspec_sbi.forward.pool import SimulatorPool, installed_simulator, make_pool
+# inference/members.py starts its processes behind the same guard, imported from here
+from xspec_sbi.forward.pool import _main_module_hidden  # noqa: F401
+from xspec_sbi.forward.schedule import RowCost, evaluate_units
 
 __all__ = ["SpectralSimulator", "FakeitDraws", "Simulator", "JointSimulator", "SimulatorPool", "simulate", "make_pool", "fakeit_spectrum"]
 
@@ -236,41 +233,20 @@ def fakeit_spectrum(spectrum, model, theta, rng: np.random.Generator, exposure: 
 
 # --- running many -------------------------------------------------------------
 
-_installed: Simulator | None = None
+def _blocks(sim, theta, seed_seqs, block_size) -> np.ndarray:
+    """Consecutive seed blocks of ``theta``, block ``k`` drawn from ``seed_seqs[k]``.
 
-
-def _install(simulator: Simulator, parent: int | None = None) -> None:
-    """Pool initializer: one simulator per worker, XSPEC set up alike.
-
-    The parent alone decides on interrupts: Ctrl-C reaches every process of
-    the terminal's group, and workers that raised their own
-    ``KeyboardInterrupt`` printed one traceback each. A worker whose parent is
-    gone (killed with SIGKILL, say) exits within a second instead of waiting
-    forever on a queue that the other workers keep open.
+    Returns
+    -------
+    ndarray (rows, n_outputs), counts
     """
-    global _installed
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if parent is not None:
-        threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True,
-                         name="xspec_sbi-parent-watch").start()
-    try:  # one BLAS thread per worker: the processes are the parallelism
-        from threadpoolctl import threadpool_limits
-        threadpool_limits(1)
-    except ImportError:
-        pass
-    xslibrary.configure(simulator.settings)
-    _installed = simulator
-
-
-def installed_simulator():
-    """The simulator this worker process was started with (None outside a pool's worker)."""
-    return _installed
-
-
-def _exit_with_parent(parent: int, period_s: float = 0.5) -> None:
-    while os.getppid() == parent:
-        time.sleep(period_s)
-    os._exit(1)
+    if len(seed_seqs) == 1:   # one block (every block run here): its array as it is, no copy
+        return sim(theta, np.random.default_rng(seed_seqs[0]))
+    out = np.empty((theta.shape[0], sim.n_outputs))
+    for k, sq in enumerate(seed_seqs):
+        a = k * block_size
+        out[a:a + block_size] = sim(theta[a:a + block_size], np.random.default_rng(sq))
+    return out
 
 
 def _run_blocks(simulator, theta, seed_seqs, block_size):
@@ -283,15 +259,11 @@ def _run_blocks(simulator, theta, seed_seqs, block_size):
     spectra), and the seconds the work took, which the parent's cost estimate
     uses.
     """
-    sim = simulator if simulator is not None else _installed
+    sim = simulator if simulator is not None else installed_simulator()
     if sim is None:
         raise RuntimeError("worker has no simulator installed")
     t0 = time.perf_counter()
-    out = np.empty((theta.shape[0], sim.n_outputs))
-    for k, sq in enumerate(seed_seqs):
-        a = k * block_size
-        out[a:a + block_size] = sim(theta[a:a + block_size], np.random.default_rng(sq))
-    return _compact(out), time.perf_counter() - t0
+    return _compact(_blocks(sim, theta, seed_seqs, block_size)), time.perf_counter() - t0
 
 
 def _compact(counts: np.ndarray) -> np.ndarray:
@@ -305,110 +277,6 @@ def _compact(counts: np.ndarray) -> np.ndarray:
                 return packed
             break
     return counts
-
-
-@contextlib.contextmanager
-def _main_module_hidden():
-    """Keep spawned workers from re-running the user's script.
-
-    A spawned child imports the parent's ``__main__`` file; a PyXspec script
-    without an ``if __name__ == "__main__"`` guard would then run again in
-    every worker. The workers need nothing from ``__main__`` (they run this
-    module's functions on pickled engine objects), so the reference to it is
-    withheld while they start.
-    """
-    main = sys.modules.get("__main__")
-    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if main and k in main.__dict__}
-    try:
-        if main is not None:
-            main.__dict__.pop("__file__", None)
-            main.__dict__["__spec__"] = None
-        yield
-    finally:
-        if main is not None:
-            main.__dict__.pop("__spec__", None)
-            main.__dict__.update(saved)
-
-
-def _ready():
-    return os.getpid()
-
-
-class SimulatorPool(cf.ProcessPoolExecutor):
-    """A process pool whose workers each hold one simulator, set up alike.
-
-    Workers are spawned, not forked: the parent may hold torch's and BLAS's
-    threads and the XSPEC library's state, none of which survive a fork
-    safely. They are all started at construction (see
-    :func:`_main_module_hidden` for why), which takes about a second.
-    """
-
-    def __init__(self, simulator: Simulator, workers: int | None = None):
-        self.simulator = simulator
-        n = workers or os.cpu_count() or 1
-        self.workers = n
-        #: Measured seconds per spectrum in a worker (None until a task has run); sizes tasks.
-        self.seconds_per_spectrum: float | None = None
-        #: Measured seconds per spectrum in the calling process, and the pool's wall-clock
-        #: seconds per spectrum over its last run: the pool is left alone when it is slower.
-        self.here_seconds_per_spectrum: float | None = None
-        self.wall_seconds_per_spectrum: float | None = None
-        super().__init__(max_workers=n, mp_context=multiprocessing.get_context("spawn"),
-                         initializer=_install, initargs=(simulator, os.getpid()))
-        try:
-            with _main_module_hidden():
-                started = [self.submit(_ready) for _ in range(n)]
-            cf.wait(started)
-            # one worker may have answered two of the calls: the executor's own table
-            # (pid -> process; a CPython detail, hence getattr) completes the list
-            self._worker_pids = sorted({f.result() for f in started}
-                                       | set(getattr(self, "_processes", None) or ()))
-        except BaseException:
-            self._worker_pids = []
-            self.stop()
-            raise
-
-    def stop(self) -> None:
-        """Stop now: drop the queued chunks and end the workers (an error or interrupt unwinds).
-
-        ``shutdown(wait=True)`` would first finish every queued chunk; this
-        ends the workers (SIGTERM; they are this process's children, not yet
-        reaped, so their ids are theirs) and waits only for the pool's threads.
-        """
-        for pid in getattr(self, "_worker_pids", []):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-        self.shutdown(wait=True, cancel_futures=True)
-
-    def __exit__(self, exc_type, exc, tb):
-        if exc_type is None:
-            self.shutdown(wait=True)
-        else:
-            self.stop()
-        return False
-
-
-    def record_cost(self, seconds: float, n_spectra: int) -> None:
-        """Fold a finished task's cost (s for ``n_spectra`` spectra) into :attr:`seconds_per_spectrum`."""
-        if n_spectra <= 0:
-            return
-        c = seconds / n_spectra
-        old = self.seconds_per_spectrum
-        # a running mean that follows the machine's load without jumping on one slow task
-        self.seconds_per_spectrum = c if old is None else 0.8 * old + 0.2 * c
-
-
-def make_pool(simulator: Simulator, workers: int | None = None) -> SimulatorPool:
-    """A :class:`SimulatorPool` for ``simulator`` with ``workers`` processes (default: all cores)."""
-    return SimulatorPool(simulator, workers)
-
-
-#: Work per pooled task, s: long enough that a task's fixed cost (submitting,
-#: pickling, collecting: ~1 ms) stays near 1 %, short enough for the progress
-#: bar and for the workers to finish together.
-TASK_SECONDS = 0.1
-#: Work below which a pool is not used, s: the tasks would cost more than they save.
-IN_PROCESS_SECONDS = 0.05
 
 
 def simulate(simulator: Simulator, theta, seed, executor: cf.Executor | None = None,
@@ -433,20 +301,25 @@ def simulate(simulator: Simulator, theta, seed, executor: cf.Executor | None = N
     -------
     ndarray (n, simulator.n_outputs), counts
 
+    Raises
+    ------
+    WorkerDied
+        A worker process of ``executor`` ended (a model that aborts the process).
+
     Notes
     -----
-    With an executor, the cost of one spectrum (s) is measured on the first
-    seed block, run here, or taken from the executor's
-    ``seconds_per_spectrum`` (a :class:`SimulatorPool` keeps it from earlier
-    runs, through its ``record_cost``). When the whole run would take under
-    :data:`IN_PROCESS_SECONDS` it stays in this process; otherwise a task
-    carries as many consecutive blocks as take :data:`TASK_SECONDS`, but at
-    most a quarter of each worker's share (so the workers finish together).
-    A :class:`SimulatorPool` also keeps the cost measured here and its own
-    wall-clock rate: when a first wave of tasks (or its last run) went slower
-    than this process alone, the queued tasks are taken back and run here, so
-    the pool never loses to one process by more than one wave.
-    None of these choices changes a number: each block has its own generator.
+    The seed blocks are the units of
+    :func:`~xspec_sbi.forward.schedule.evaluate_units`, which decides where
+    each runs: the cost of a spectrum (s) is measured on the first block,
+    run here, unless known; a run under
+    :data:`~xspec_sbi.forward.schedule.IN_PROCESS_SECONDS` stays here; a task
+    carries about :data:`~xspec_sbi.forward.schedule.TASK_SECONDS` of blocks;
+    a pool whose first wave (or last run) went slower than this process has
+    its queued blocks taken back. A :class:`SimulatorPool` keeps these costs
+    between runs in its ``cost``; another executor's ``seconds_per_spectrum``,
+    ``here_seconds_per_spectrum`` and ``wall_seconds_per_spectrum``, where it
+    has them, are read (the last two also written). None of these choices
+    changes a number: each block has its own generator.
     """
     theta = np.atleast_2d(np.asarray(theta, dtype=np.float64))
     if isinstance(executor, cf.ThreadPoolExecutor):
@@ -458,83 +331,34 @@ def simulate(simulator: Simulator, theta, seed, executor: cf.Executor | None = N
     n = theta.shape[0]
     starts = range(0, n, chunk_size)
     seeds = ss.spawn(len(starts))
-    out = np.empty((n, simulator.n_outputs))
+    rows = lambda u0, u1: slice(starts[u0], min(starts[u1 - 1] + chunk_size, n))
+
+    def here(u0, u1):
+        return _blocks(simulator, theta[rows(u0, u1)], seeds[u0:u1], chunk_size)
+
+    pool = isinstance(executor, SimulatorPool)
+    payload = None if pool and executor.simulator is simulator else simulator   # else: sent along
+
+    def task(u0, u1):
+        return _run_blocks, (payload, theta[rows(u0, u1)], seeds[u0:u1], chunk_size)
+
+    cost = executor.cost if pool else RowCost(
+        here=getattr(executor, "here_seconds_per_spectrum", None),
+        wall=getattr(executor, "wall_seconds_per_spectrum", None),
+        task=getattr(executor, "seconds_per_spectrum", None))
+    what = f"the simulations of model {getattr(simulator.model, 'expression', simulator.model)}"
     bar = _bar(n, progress, desc)
-
-    def here(blocks):
-        for k in blocks:
-            s = starts[k]
-            out[s:s + chunk_size] = simulator(theta[s:s + chunk_size], np.random.default_rng(seeds[k]))
-            bar.update(min(chunk_size, n - s))
-
     try:
-        if executor is None:
-            here(range(len(starts)))
-            return out
-        # a SimulatorPool (or any executor with these attributes) knows its cost per spectrum
-        cost = getattr(executor, "seconds_per_spectrum", None)
-        first = 0
-        if cost is None and len(starts):
-            t0 = time.perf_counter()
-            here([0])
-            cost = (time.perf_counter() - t0) / min(chunk_size, n)
-            first = 1
-            if hasattr(executor, "here_seconds_per_spectrum"):
-                executor.here_seconds_per_spectrum = cost
-        left = n - first * chunk_size
-        # the pool never loses to this process: once its wall-clock rate was measured slower
-        # (a machine whose cores are busy elsewhere), the work stays here
-        cost_here = getattr(executor, "here_seconds_per_spectrum", None)
-        wall = getattr(executor, "wall_seconds_per_spectrum", None)
-        slower = cost_here is not None and wall is not None and wall >= cost_here
-        if left <= 0 or cost * left < IN_PROCESS_SECONDS or slower:
-            here(range(first, len(starts)))
-            return out
-        workers = getattr(executor, "workers", None) or os.cpu_count() or 1
-        n_left = len(starts) - first
-        per_task = int(np.clip(np.ceil(TASK_SECONDS / (cost * chunk_size)), 1,
-                               max(1, n_left // (4 * workers))))
-        installed = isinstance(executor, SimulatorPool) and executor.simulator is simulator
-        payload = None if installed else simulator
-        record = getattr(executor, "record_cost", None)
-        futures = {}
-        t_submit = time.perf_counter()
-        for k in range(first, len(starts), per_task):
-            blocks = range(k, min(k + per_task, len(starts)))
-            s, e = starts[blocks[0]], min(starts[blocks[-1]] + chunk_size, n)
-            futures[executor.submit(_run_blocks, payload, theta[s:e],
-                                    [seeds[j] for j in blocks], chunk_size)] = (s, blocks)
-        pooled, finished, taken_back = 0, 0, []
-        pending = set(futures)
-        while pending:
-            done, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
-            for fut in done:
-                if fut.cancelled():
-                    continue
-                s, _ = futures[fut]
-                block, seconds = fut.result()
-                out[s:s + block.shape[0]] = block
-                if record is not None:
-                    record(seconds, block.shape[0])
-                bar.update(block.shape[0])
-                pooled += block.shape[0]
-                finished += 1
-            if finished >= workers and cost_here is not None and not taken_back and pending \
-                    and (time.perf_counter() - t_submit) / pooled >= cost_here:
-                # a first wave done, slower than this process alone: queued tasks come back
-                # (a cancelled future is not waited for: only a pool's own thread reports it)
-                for fut in list(pending):
-                    if fut.cancel():
-                        taken_back.append(futures[fut][1])
-                        pending.discard(fut)
-        wall_rate = (time.perf_counter() - t_submit) / max(pooled, 1)
-        if hasattr(executor, "wall_seconds_per_spectrum") and pooled:
-            executor.wall_seconds_per_spectrum = wall_rate
-        for blocks in taken_back:
-            here(blocks)
-        return out
+        out = evaluate_units(executor, [min(chunk_size, n - s) for s in starts], here, task, cost,
+                             what, width=simulator.n_outputs, timed=True, on_rows=bar.update)
     finally:
         bar.close()
+    if not pool:   # an executor that keeps its costs (a test's stand-in, say) gets them back
+        for name, value in (("here_seconds_per_spectrum", cost.here),
+                            ("wall_seconds_per_spectrum", cost.wall)):
+            if hasattr(executor, name):
+                setattr(executor, name, value)
+    return out
 
 
 def _bar(total, enabled, desc):
