@@ -128,3 +128,12 @@ def test_engine_folding_region_holds_every_vector_with_a_chance():
     assert np.mean((n >= 1000) & (n <= 10000)) > 0.9
     # the observation's posterior region is inside: its own parameters are in the window
     assert res.prior.contains(session.model.free_values()[None, :])[0]
+
+
+def test_restriction_keywords():
+    from xspec_sbi.options import OptionError, parse_restriction
+    assert parse_restriction("counts:1000-10000") == ("counts", (1000.0, 10000.0))
+    assert parse_restriction("classifier:100-1e4") == ("classifier", (100.0, 10000.0))
+    assert parse_restriction(("classifier", 5, 50)) == ("classifier", (5.0, 50.0))
+    with pytest.raises(OptionError, match="classifier:LO-HI with 0 <= LO < HI"):
+        parse_restriction("classifier:50-5")

@@ -48,8 +48,10 @@ def sbi_fit(session: Session | None = None, *, spectra=None, model=None, ignore=
         hard limits; ``("gauss", mu, sigma, lo, hi)`` at ``[lo, hi]``); other
         free parameters are uniform over XSPEC's soft limits (bot, top).
     restrict : str or tuple or None
-        Restricted prior (paper Sec. 3): ``"counts:LO-HI"`` (total source
-        counts in a window), ``"cstat[:F]"`` (best fraction F of C-stat against
+        Restricted prior (paper Sec. 3): ``"counts:LO-HI"`` (total counts of
+        the source spectrum in a window, from the exact expected counts),
+        ``"classifier:LO-HI"`` (the same window learned by the paper's
+        classifier), ``"cstat[:F]"`` (best fraction F of C-stat against
         the data, default 0.25), ``"coarse[:N]"`` (a coarse NPE with N
         simulations) or None. The restriction truncates the prior; the
         posterior stays the one under ``prior``.
