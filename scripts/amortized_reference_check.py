@@ -7,7 +7,7 @@ draws. Here each spectrum gets two chains (started from the draws without and
 with the defensive t of ``xspec_sbi.amortized``) and a reference that depends
 on neither: importance sampling of the exact C-stat likelihood from a Student t
 fitted to the chains' and SBI's draws together, widened 1.6x
-(``burst_tdist_reference.t_reference``; its ESS and Pareto k are printed).
+(``bench_end_to_end.t_reference``; its ESS and Pareto k are printed).
 
 Usage: python scripts/amortized_reference_check.py [--case f] [--spectra 2] [--draws 200000]
 (about 4 minutes a spectrum on 2 cores; spectrum 2 of case f is its simulated one)
@@ -24,7 +24,6 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_end_to_end as B  # noqa: E402
 import xspec_sbi.amortized as A  # noqa: E402
-from burst_tdist_reference import t_reference  # noqa: E402
 from xspec_sbi.forward.simulate import fakeit_spectrum  # noqa: E402
 from xspec_sbi.session import Session  # noqa: E402
 
@@ -78,7 +77,7 @@ def main(argv=None) -> int:
         chains = [B.chain_of(s, r.prior, outs[a].samples[i], bud, seed + 200 + i + 700 * j)[0].samples
                   for j, a in enumerate(outs)]
         both = np.vstack([c[::5] for c in chains] + [outs[share].samples[i][::2]])
-        draws, ess, k = t_reference(s.statistic_function(), r.prior, both, args.draws, 1.6,
+        draws, ess, k = B.t_reference(s.statistic_function(), r.prior, both, args.draws, 1.6,
                                     np.random.default_rng(seed + 11))
         print(f"\nspectrum {i} ({s.observed().sum():.0f} counts): reference ESS {ess:.0f}, "
               f"Pareto k {k:.2f}; 16/50/84th percentiles:")

@@ -21,35 +21,15 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_end_to_end as B  # noqa: E402
-from xspec_sbi.checks.psis import pareto_smooth  # noqa: E402
 from xspec_sbi.inference.priors import build_prior  # noqa: E402
 from xspec_sbi.pipeline import _normalise_prior  # noqa: E402
 from xspec_sbi.presets.table1 import table1_prior  # noqa: E402
 from xspec_sbi.session import Session  # noqa: E402
 from validation.real_data import burst_model, burst_spectrum  # noqa: E402
 from xspec_sbi.data.response import nicer_like_response  # noqa: E402
-
-
-def t_reference(stat, box, chain, n, widen, rng):
-    """Draws of the exact posterior by importance sampling from a widened t fitted to ``chain``."""
-    z = box.to_unconstrained(chain)
-    t = stats.multivariate_t(loc=np.median(z, 0), shape=np.cov(z.T) * widen ** 2, df=5, seed=rng)
-    zq = np.atleast_2d(t.rvs(n))
-    theta = box.from_unconstrained(zq)
-    log_q = t.logpdf(zq) + box.log_abs_det_jacobian(theta)     # density of theta: |dz/dtheta| = exp(ladj)
-    s = np.concatenate([stat(theta[i:i + 4000]) for i in range(0, n, 4000)])
-    log_w = -0.5 * s + box.log_prob(theta) - log_q
-    ok = np.isfinite(log_w)
-    log_w = np.where(ok, log_w, -np.inf)
-    lw, k, _ = pareto_smooth(log_w)
-    w = np.exp(lw)
-    w = w / w.sum()
-    pick = np.random.default_rng(rng.integers(2**32)).choice(n, 10_000, p=w)
-    return theta[pick], 1.0 / np.sum(w * w), k
 
 
 def main(argv=None) -> int:
@@ -75,7 +55,7 @@ def main(argv=None) -> int:
         session = Session((spectrum,), model)
         stat = session.statistic_function()
         chain, _ = B.chain_of(session, box, amort.samples[i], bud, 20 + i)
-        ref, ess, k = t_reference(stat, box, chain.samples, args.draws, args.widen, rng)
+        ref, ess, k = B.t_reference(stat, box, chain.samples, args.draws, args.widen, rng)
         name = Path(spectrum.label).name
         print(f"{name}: reference ESS {ess:.0f} of {args.draws:,}, Pareto k {k:.2f} "
               f"({', '.join(box.names)})")
