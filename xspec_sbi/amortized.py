@@ -311,7 +311,7 @@ def _defensive_proposals(prior, raw: np.ndarray, rng: np.random.Generator):
     :data:`DEFENSIVE_INFLATE`, in the prior's probit latent space) and the same
     number of its draws take their place, so the cost is the same and the t
     does not depend on the draws it is weighed with. Too few draws for a t
-    (under 20 per spectrum) keep the network's alone.
+    (under 10, or under ``k + 2`` for ``k`` parameters) keep the network's alone.
     """
     from xspec_sbi.inference.proposals import LatentStudentT
     m, n, k = raw.shape

@@ -150,7 +150,9 @@ class _NormSampler:
         ok = np.isfinite(slope) & (slope > 0)
         u_lo, u_hi = self._cdf(np.where(ok, v_lo, 1.0)), self._cdf(np.where(ok, v_hi, 0.0))
         w = np.where(ok, np.maximum(u_hi - u_lo, 0.0), 0.0)
-        flat = np.isfinite(slope) & (slope == 0) & (self.c >= self.region.mu_lo) & (self.c <= self.region.mu_hi)
+        # a draw whose counts do not depend on the norm: all of it or none inside the window
+        flat = (np.isfinite(slope) & (slope == 0)
+                & (self.c >= self.region.mu_lo) & (self.c <= self.region.mu_hi))
         return np.where(flat, 1.0, w), np.where(flat, 0.0, u_lo)
 
     def __call__(self, n: int, rng: np.random.Generator) -> np.ndarray:
