@@ -15,7 +15,6 @@ Usage: python scripts/amortized_reference_check.py [--case f] [--spectra 2] [--d
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from pathlib import Path
 
@@ -24,29 +23,6 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_end_to_end as B  # noqa: E402
 import xspec_sbi.amortized as A  # noqa: E402
-from xspec_sbi.forward.simulate import fakeit_spectrum  # noqa: E402
-from xspec_sbi.session import Session  # noqa: E402
-
-
-def case_spectra(case: str, seed: int):
-    """Case e's or f's three spectra and the training session, drawn as ``bench_end_to_end`` draws them."""
-    rng = np.random.default_rng(seed + 100)
-    template, model = B.burst_setup()
-    n = 3
-    thetas = B.burst_thetas(template, model, n, rng)
-    if case == "f":
-        arf = template.response.arf
-        scales = rng.choice([0.99, 1.01], n)
-        exposures = template.exposure * 2 ** rng.uniform(-1, 1, n)
-        templates = [dataclasses.replace(template, response=template.response.with_arf(arf * a),
-                                         exposure=float(e)) for a, e in zip(scales, exposures)]
-    else:
-        templates = [template] * n
-    spectra = [fakeit_spectrum(t, model, th, rng) for t, th in zip(templates, thetas)]
-    if case == "f":
-        spectra = B.real_bursts() + spectra[:1]
-    train = Session((fakeit_spectrum(template, model, thetas[0], rng),), model)
-    return [Session((s,), model) for s in spectra], train
 
 
 def main(argv=None) -> int:
@@ -58,7 +34,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     bud = B.budgets(False)
     seed = args.seed
-    sessions, train = case_spectra(args.case, seed)
+    _, sessions, train = B.amortized_spectra(3, seed, args.case == "f")
     # as the benchmark: case e's network may refine on its training spectrum, f's may not
     r, _ = B.fit_sbi(train, B.table1_prior(3), "counts:100-10000", bud, seed, refine=args.case == "e")
     xs = np.stack([s.observed() for s in sessions])

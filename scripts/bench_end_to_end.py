@@ -219,14 +219,16 @@ def burst_thetas(template, model, n, rng):
     return np.array(out)
 
 
-def amortized_case(bud, seed, across_setups: bool):
-    """(e) one network for the burst spectra, each corrected by its own likelihood, vs a chain each."""
-    from xspec_sbi.amortized import amortized_posteriors
+def amortized_spectra(n: int, seed: int, across_setups: bool):
+    """Cases e and f's spectra: (spectra, their sessions, the training session).
+
+    (e): ``n`` fake bursts through b_004's set-up; (f): b_004 and b_008 as the files
+    give them, then fakes with ARF x 0.99/1.01 and exposure 0.5-2x, one set-up each.
+    """
     rng = np.random.default_rng(seed + 100)
     template, model = burst_setup()
-    n = bud["n_burst"]
     thetas = burst_thetas(template, model, n, rng)
-    if across_setups:     # (f): ARF x 0.99 / 1.01 and exposure 0.5-2x, one set-up per spectrum
+    if across_setups:
         arf = template.response.arf
         scales = rng.choice([0.99, 1.01], n)
         exposures = template.exposure * 2 ** rng.uniform(-1, 1, n)
@@ -237,9 +239,16 @@ def amortized_case(bud, seed, across_setups: bool):
     spectra = [fakeit_spectrum(t, model, th, rng) for t, th in zip(templates, thetas)]
     if across_setups:     # the real burst spectra first, each through its own ARF
         spectra = real_bursts() + spectra[:max(0, n - 2)]
-    sessions = [Session((s,), model) for s in spectra]
-    t0 = time.perf_counter()
     train_session = Session((fakeit_spectrum(template, model, thetas[0], rng),), model)
+    return spectra, [Session((s,), model) for s in spectra], train_session
+
+
+def amortized_case(bud, seed, across_setups: bool):
+    """(e) one network for the burst spectra, each corrected by its own likelihood, vs a chain each."""
+    from xspec_sbi.amortized import amortized_posteriors
+    n = bud["n_burst"]
+    spectra, sessions, train_session = amortized_spectra(n, seed, across_setups)
+    t0 = time.perf_counter()
     # (f): the amortized network itself; refining it would truncate it to the training spectrum
     r, _ = fit_sbi(train_session, table1_prior(3), "counts:100-10000", bud, seed,
                    refine=not across_setups)
