@@ -42,6 +42,18 @@ def _children(pid: int) -> set[int]:
     return found
 
 
+def interruptible():
+    """``preexec_fn``: SIGINT back to its default in the child.
+
+    A shell without job control starts background commands with SIGINT
+    ignored, and the child inherits that; the CLI then keeps it ignored on
+    purpose (``nohup``-style runs), so a test started that way would see no
+    Ctrl-C. A terminal's Ctrl-C reaches a foreground command with SIGINT at
+    its default, which is what these tests stand for.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -71,7 +83,8 @@ class Run:
                 "--no-mcmc", "--restrict", "none", "--workers", "2", "--out", str(out)]
         env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
         self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     text=True, env=env, start_new_session=True)
+                                     text=True, env=env, start_new_session=True,
+                                     preexec_fn=interruptible)
         self.err: list[str] = []
         self.children: set[int] = set()
         threading.Thread(target=self._read, daemon=True).start()

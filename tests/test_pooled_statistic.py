@@ -237,11 +237,12 @@ def test_an_interrupt_stops_the_pooled_statistic_and_its_workers(tmp_path):
     import sys
     from pathlib import Path
 
-    from test_interrupts import _alive, _children
+    from test_interrupts import _alive, _children, interruptible
     tests = Path(__file__).resolve().parent
     env = dict(os.environ, PYTHONPATH=f"{tests.parent}{os.pathsep}{tests}", OMP_NUM_THREADS="1")
     proc = subprocess.Popen([sys.executable, "-c", _INTERRUPTED_SCRIPT], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, env=env, start_new_session=True,
+                            preexec_fn=interruptible)
     try:
         assert proc.stdout.readline().strip() == "evaluating"     # the pool has started
         time.sleep(1.5)
