@@ -238,5 +238,5 @@ def test_a_fit_leaves_xspecs_tables_as_they_were(session):
     library.configure(XspecSettings(abund="angr", xsect="vern"))
     sbi_fit(session, prior=table1_prior(1), restrict=None, n_simulations=300, n_samples=300,
             chain=False, seed=1, workers=1, config=NPEConfig(max_epochs=3, min_epochs=1),
-            progress=False)
+            progress=False, refine=False)     # the tables, not the refinement (test_adaptive.py)
     assert library.current_settings() == XspecSettings(abund="angr", xsect="vern")

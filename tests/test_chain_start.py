@@ -44,9 +44,9 @@ def test_xspec_deltas_cannot_start_a_faint_source(faint):
 def test_sbi_fit_chain_starts_on_a_faint_source(faint):
     from xspec_sbi import sbi_fit
     r = sbi_fit(faint, prior=PRIOR, restrict=None, n_simulations=1500, n_samples=2000,
-                chain_length=4000, chain_burn=800, seed=1, progress=False, workers=1,
-                config=NPEConfig(max_epochs=40))
-    assert r.statistic == "wstat"
+                chain_length=2000, chain_burn=400, seed=1, progress=False, workers=1,
+                config=NPEConfig(max_epochs=40), refine=False)   # the chain's start, from the
+    assert r.statistic == "wstat"                                   # first network's draws
     assert r.chain is not None and np.all(np.isfinite(r.chain.samples))
     norm = r.chain.samples[:, r.names.index("powerlaw.norm")]
     # the chain sits on the faint source, not at a prior edge

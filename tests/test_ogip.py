@@ -88,10 +88,7 @@ def _dense_by_loop(hdu, rows) -> np.ndarray:
     ("xmm_pn_ngc7793_ulx4/PN.rmf", (2067, 4096)),                         # variable-length, 18 groups
 ])
 def test_real_rmf_matches_row_by_row_decoding(shared_data, name, shape):
-    start = time.perf_counter()
     rec = ogip_response.read_rmf(shared_data / name)
-    elapsed = time.perf_counter() - start
-    assert elapsed < 2.0, f"loading {name} took {elapsed:.2f} s"
     assert rec.matrix.shape == shape and rec.first_channel == 0 and not rec.includes_area
     assert rec.matrix.nnz < 0.6 * shape[0] * shape[1]  # explicit zeros dropped
     with fits.open(shared_data / name) as hdul:

@@ -218,7 +218,7 @@ from xspec_sbi.forward.simulate import make_pool
 import dataclasses
 base = _simulator()
 sim = Slow(**{f.name: getattr(base, f.name) for f in dataclasses.fields(base)})
-theta = np.tile([[1.7, 0.1, 1.0, 10.0]], (40000, 1))
+theta = np.tile([[1.7, 0.1, 1.0, 10.0]], (400000, 1))   # ~100 s of work
 try:
     with make_pool(sim, 2) as pool:
         stat = PoissonStatistic(sim, np.zeros(sim.n_outputs)).using(pool)
@@ -249,9 +249,9 @@ def test_an_interrupt_stops_the_pooled_statistic_and_its_workers(tmp_path):
         workers = _children(proc.pid)
         assert len(workers) >= 2, workers
         os.killpg(proc.pid, signal.SIGINT)        # Ctrl-C: the whole group (workers ignore it)
-        t0 = time.perf_counter()
+        # done within 30 s of ~100 s of work, "interrupted" with status 130: the rows left
+        # were not evaluated
         out, err = proc.communicate(timeout=30)
-        assert time.perf_counter() - t0 < 10      # 40,000 rows would take ~10 s more
         assert proc.returncode == 130 and "interrupted" in out, (out, err)
         end = time.monotonic() + 10
         while any(_alive(p) for p in workers) and time.monotonic() < end:
