@@ -7,6 +7,9 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
+# pytest-xdist processes for the engine tests, a test file each (its module fixtures are
+# built once); every test is single-threaded (one torch thread), so 2 fill CI's 2 cores
+TEST_WORKERS ?= 2
 
 $(BIN)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +24,8 @@ demo: $(BIN)/.installed
 	$(BIN)/python -m xspec_sbi.demo
 
 test: $(BIN)/.installed
-	env -u HEADAS $(BIN)/python -m pytest -ra -q --ignore-glob='tests/test_pyxspec_live*'
+	env -u HEADAS $(BIN)/python -m pytest -ra -q -n $(TEST_WORKERS) --dist loadfile \
+	    --ignore-glob='tests/test_pyxspec_live*'
 	tests/run_pyxspec_live.sh $(BIN)/python
 
 test-live: $(BIN)/.installed
