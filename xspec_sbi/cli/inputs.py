@@ -13,6 +13,7 @@ from pathlib import Path
 
 from xspec_sbi.cli.errors import CommandError, UsageError
 from xspec_sbi.cli.parser import parse_freeze, parse_prior
+from xspec_sbi.data.ogip import OGIPFileNotFoundError
 
 __all__ = ["model_and_prior", "build_session", "describe", "response_note"]
 
@@ -130,10 +131,13 @@ def build_session(spectra, model, *, ignore, notice, abund, xsect, respfile, arf
         _check_spectrum_path(str(s))
     from xspec_sbi.model.groups import GroupedModel
     groups = "per-file" if isinstance(model, GroupedModel) else None
-    session = Session.from_files(list(spectra), model, ignore=None if group else ignore,
-                                 notice=None if group else notice, respfile=respfile,
-                                 ancrfile=arffile, backfile=backfile, response=response,
-                                 abund=abund, xsect=xsect, groups=groups)
+    try:
+        session = Session.from_files(list(spectra), model, ignore=None if group else ignore,
+                                     notice=None if group else notice, respfile=respfile,
+                                     ancrfile=arffile, backfile=backfile, response=response,
+                                     abund=abund, xsect=xsect, groups=groups)
+    except OGIPFileNotFoundError as exc:
+        raise _missing_file(exc) from None
     if group:
         from xspec_sbi.presets.nicer import paper_grouping
         regrouped = []
@@ -143,6 +147,19 @@ def build_session(spectra, model, *, ignore, notice, abund, xsect, respfile, arf
             regrouped.append(s.notice(notice) if notice else s)
         session = replace(session, spectra=tuple(regrouped))
     return session
+
+
+_FILE_OPTIONS = {"RESPFILE": "--respfile", "ANCRFILE": "--arffile", "BACKFILE": "--backfile"}
+
+
+def _missing_file(exc) -> Exception:
+    """A missing RESPFILE/ANCRFILE/BACKFILE said with this command's options, not the library's keywords."""
+    option = _FILE_OPTIONS.get(getattr(exc, "keyword", None))
+    if option is None:
+        return CommandError(str(exc))
+    origin = f"the {exc.keyword} keyword" if exc.from_header else option
+    return CommandError(f"{exc.spectrum}: file {exc.filename} (from {origin}) not found; give "
+                        f"{option} none to load without it, or {option} PATH")
 
 
 def describe(session, box) -> None:
