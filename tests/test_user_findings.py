@@ -99,3 +99,19 @@ def test_the_cstat_restriction_finds_the_lowest_of_several_minima():
     at_truth = float(stat(truth[None])[0])
     assert best <= at_truth, (best, at_truth)   # a best fit no better than the truth is a wrong one
     assert res.prior.contains(truth[None])[0]
+
+
+def test_a_bound_warning_says_the_edge_in_the_parameters_unit():
+    # the trials' scenario e: nH true at 0.01 under uniform 0.01-3; the warning said "within
+    # 1% of the prior's lower bound 0.01", read as 0.01 +- 0.0001 by a posterior reaching 0.03
+    from xspec_sbi.checks.bounds import bound_warnings
+    from xspec_sbi.inference.priors import BoxPrior, ParameterPrior
+    box = BoxPrior((ParameterPrior("TBabs.nH", "uniform", 0.01, 3.0),
+                    ParameterPrior("powerlaw.norm", "log", 1e-6, 1e-1)))
+    rng = np.random.default_rng(0)
+    samples = np.column_stack([rng.uniform(0.01, 0.03, 1000), 10 ** rng.uniform(-1.05, -1.0, 1000)])
+    nh, norm = bound_warnings(samples, box)
+    assert "TBabs.nH: 100% of the posterior lies in 0.01-0.0399" in nh, nh
+    assert "lower bound 0.01" in nh
+    # a log-uniform parameter's 1 % is of its decades: 10^(-1 - 0.05) to 0.1
+    assert f"lies in {10 ** -1.05:.4g}-0.1" in norm and "upper bound 0.1" in norm, norm
