@@ -115,3 +115,19 @@ def test_a_bound_warning_says_the_edge_in_the_parameters_unit():
     assert "lower bound 0.01" in nh
     # a log-uniform parameter's 1 % is of its decades: 10^(-1 - 0.05) to 0.1
     assert f"lies in {10 ** -1.05:.4g}-0.1" in norm and "upper bound 0.1" in norm, norm
+
+
+@pytest.mark.parametrize("option, selection, needle", [
+    ("--ignore", "**-0.5 ten-**", "cannot parse channel/energy range 'ten-**'"),
+    ("--notice", "bad", "'notice bad' is not an XSPEC selection")])
+def test_a_garbled_selection_is_a_usage_error_naming_its_option(toy, tmp_path, capsys, option,
+                                                               selection, needle):
+    # the trials' finding: "src.pha: cannot parse ..." named the file, not --ignore, and
+    # exited 1 (a failed run) where a bad option value is a usage error (2)
+    spec = _pha(toy, "sel.pha")
+    for regroup in ([], ["--regroup", "2"]):     # --regroup applies the selections itself
+        code, line = _error(["fit", spec, "-m", "powerlaw", option, selection, *regroup,
+                             "--out", tmp_path / "out"], capsys)
+        assert code == 2
+        assert line.startswith(f"xspec-sbi fit: error: {option} {selection!r}: "), line
+        assert needle in line and "sel.pha" in line, line

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from xspec_sbi.cli.errors import CommandError, UsageError
 from xspec_sbi.cli.parser import parse_freeze, parse_prior
+from xspec_sbi.data.grouping import SpectrumError
 from xspec_sbi.data.ogip import OGIPFileNotFoundError
 
 __all__ = ["model_and_prior", "build_session", "describe", "response_note"]
@@ -138,15 +139,49 @@ def build_session(spectra, model, *, ignore, notice, abund, xsect, respfile, arf
                                      abund=abund, xsect=xsect, groups=groups)
     except OGIPFileNotFoundError as exc:
         raise _missing_file(exc) from None
+    except SpectrumError:
+        _blame_selection(spectra, ignore=None if group else ignore, notice=None if group else notice,
+                         respfile=respfile, arffile=arffile, backfile=backfile, response=response)
+        raise
     if group:
         from xspec_sbi.presets.nicer import paper_grouping
         regrouped = []
         for s in session.spectra:
             s = replace(s, grouping=paper_grouping(s.n_channels, int(group)), noticed=None)
-            s = s.ignore(ignore) if ignore else s
-            regrouped.append(s.notice(notice) if notice else s)
+            for option, selection in (("--ignore", ignore), ("--notice", notice)):
+                try:
+                    if selection:
+                        s = s.ignore(selection) if option == "--ignore" else s.notice(selection)
+                except SpectrumError as exc:
+                    raise UsageError(f"{option} {selection!r}: {exc}") from None
+            regrouped.append(s)
         session = replace(session, spectra=tuple(regrouped))
     return session
+
+
+def _blame_selection(spectra, *, ignore, notice, respfile, arffile, backfile, response) -> None:
+    """After a failed load: the --ignore/--notice at fault as a usage error, if it is one.
+
+    The spectra are loaded again without the selections (on this error path
+    only); where they load, each selection is applied alone, and the first
+    one refused is named with the option the user typed.
+    """
+    from xspec_sbi.data.spectrum import load_spectrum
+    for path in spectra:
+        try:
+            s = load_spectrum(path, respfile="none" if response is not None else respfile,
+                              ancrfile="none" if response is not None else arffile,
+                              backfile=backfile)
+            s = s.with_response(response) if response is not None else s
+        except (OSError, ValueError):
+            return     # the file itself is at fault: the original error says so
+        for option, selection in (("--ignore", ignore), ("--notice", notice)):
+            if not selection:
+                continue
+            try:
+                s = s.ignore(selection) if option == "--ignore" else s.notice(selection)
+            except SpectrumError as exc:
+                raise UsageError(f"{option} {selection!r}: {exc}") from None
 
 
 _FILE_OPTIONS = {"RESPFILE": "--respfile", "ANCRFILE": "--arffile", "BACKFILE": "--backfile"}
