@@ -131,3 +131,14 @@ def test_a_garbled_selection_is_a_usage_error_naming_its_option(toy, tmp_path, c
         assert code == 2
         assert line.startswith(f"xspec-sbi fit: error: {option} {selection!r}: "), line
         assert needle in line and "sel.pha" in line, line
+
+
+def test_a_norm_left_at_xspecs_soft_limits_is_a_usage_error_giving_the_option(toy, tmp_path, capsys):
+    # the trials' finding: exit 1 with "give a prior, e.g. prior={'powerlaw.norm': ...}", the
+    # Python form first, from a command line run
+    spec = _pha(toy, "soft.pha")
+    code, line = _error(["fit", spec, "-m", "powerlaw", "--out", tmp_path / "out"], capsys)
+    assert code == 2
+    assert line == ("xspec-sbi fit: error: parameter powerlaw.norm: XSPEC's soft limits [0, 1e+24] "
+                    "are too wide to simulate from; give --prior powerlaw.norm=log:LO:HI"), line
+    assert not (tmp_path / "out").exists()

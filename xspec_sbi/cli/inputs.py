@@ -16,7 +16,7 @@ from xspec_sbi.cli.parser import parse_freeze, parse_prior
 from xspec_sbi.data.grouping import SpectrumError
 from xspec_sbi.data.ogip import OGIPFileNotFoundError
 
-__all__ = ["model_and_prior", "build_session", "describe", "response_note"]
+__all__ = ["model_and_prior", "check_soft_limits", "build_session", "describe", "response_note"]
 
 log = logging.getLogger("xspec_sbi")
 
@@ -80,6 +80,22 @@ def model_and_prior(expression: str, freeze, prior_texts, group_free=(), n_spect
     except ValueError as exc:
         raise UsageError(f"--prior: {exc}") from None
     return model, overrides, box
+
+
+def check_soft_limits(model, overrides) -> None:
+    """Refuse a free norm left at XSPEC's soft limits (0 to 1e24), naming the --prior to give.
+
+    ``sbi_fit`` refuses it too, but after the session and the output folder, and
+    in its own words (``prior={...}`` first); the spectra are checked before it,
+    as XSPEC reads the data before the model.
+    """
+    from xspec_sbi.options import OptionError, check_prior
+    try:
+        check_prior(model.free_parameters, overrides)
+    except OptionError as exc:
+        head, _, hint = str(exc).partition("; give a prior")
+        option = re.search(r"\(command line: (.*)\)", hint)
+        raise UsageError(f"{head}; give {option.group(1) if option else 'a --prior'}") from None
 
 
 def _check_spectrum_path(text: str) -> None:
