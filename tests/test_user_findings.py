@@ -142,3 +142,21 @@ def test_a_norm_left_at_xspecs_soft_limits_is_a_usage_error_giving_the_option(to
     assert line == ("xspec-sbi fit: error: parameter powerlaw.norm: XSPEC's soft limits [0, 1e+24] "
                     "are too wide to simulate from; give --prior powerlaw.norm=log:LO:HI"), line
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("name", ["powerlaw.norm", "powerlaw.PhoIndex"])
+def test_log_at_soft_limits_from_zero_or_below_names_the_limits_not_a_bound_never_given(name):
+    # the trials' finding: --prior powerlaw.norm=log ("keep XSPEC's soft limits") answered
+    # "a log-uniform prior needs lower > 0, got 0.0", a bound the user never wrote
+    from xspec_sbi.inference.priors import PriorError, build_prior
+    from xspec_sbi.model.expression import Model
+    model = Model("powerlaw")
+    with pytest.raises(PriorError) as info:
+        build_prior(model.parameters, {name: "log"})
+    text = str(info.value)
+    bot, top = {"powerlaw.norm": ("0", "1e+24"), "powerlaw.PhoIndex": ("-2", "9")}[name]
+    assert f"'log' keeps XSPEC's soft limits [{bot}, {top}]" in text, text
+    assert f"--prior {name}=log:LO:HI" in text and "got" not in text, text
+    # where the soft limits are above zero, "log" is the log-uniform prior over them
+    box = build_prior(Model("bbody").parameters, {"bbody.kT": "log", "bbody.norm": ("log", 1e-3, 1)})
+    assert box.parameters[0].kind == "log" and box.parameters[0].lower > 0
