@@ -19,6 +19,7 @@ Scenarios
     e  nH's true value at its prior's lower bound (0.01, prior uniform 0.01-3), through sbi_fit
     g  AREASCAL 0.8, a BACKSCAL column in the background, background exposed 2.5x longer
     h  tbabs*(powerlaw+gaussian) with the line's sigma free too (6 free), through sbi_fit
+    i  ~30 counts, no background (cstat), through ``sbi_fit(spectra=..., model=...)``
     f  bad inputs: missing RESPFILE, unknown parameter in --prior, prior beyond XSPEC's hard
        limits, unknown model component, ...: each must be one clear line, exit 1 or 2, no
        traceback; and a second run into an existing report folder must be refused, leaving it
@@ -237,14 +238,18 @@ def api_fit(o: Outcome, spectrum: Path, model: str, prior: dict, truth: dict, bu
         o.seconds = time.perf_counter() - t0
         return o
     o.seconds = time.perf_counter() - t0
+    return from_result(o, r, truth)
+
+
+def from_result(o: Outcome, r, truth: dict) -> Outcome:
+    """The outcome of an :class:`~xspec_sbi.result.SBIResult`: its check, warnings, intervals."""
     o.ran = True
     c = r.correction
     if c is not None:
         o.ess_fraction, o.pareto_k, o.reliable = c.ess_fraction, c.pareto_k, c.reliable
     o.statistic, o.source = r.statistic, r.samples_source
     o.warnings = [str(w) for w in (r.trust.bounds or ())]
-    bounds = {p.name: (p.lower, p.upper) for p in r.prior.parameters}
-    o.judge(list(r.names), r.samples, truth, bounds)
+    o.judge(list(r.names), r.samples, truth, {p.name: (p.lower, p.upper) for p in r.prior.parameters})
     return o
 
 
@@ -431,8 +436,28 @@ def _rerun_refused(spectrum: Path, folder: Path) -> Outcome:
     return o
 
 
+def scenario_i(tmp: Path, budget) -> Outcome:
+    """~30 counts and no background (cstat), through ``sbi_fit(spectra=..., model=...)``."""
+    import xspec_sbi
+    o = Outcome("i", "very faint, ~30 counts, no background, sbi_fit(spectra=)")
+    truth = {"TBabs.nH": 0.1, "powerlaw.PhoIndex": 2.0, "powerlaw.norm": 2e-6}
+    spec = make_spectrum(tmp / "i", "src", "tbabs*powerlaw", truth, seed=20)
+    prior = {"TBabs.nH": ("uniform", 0.01, 3.0), "powerlaw.PhoIndex": ("uniform", 0, 4),
+             "powerlaw.norm": ("log", 1e-8, 1e-3)}
+    t0 = time.perf_counter()
+    try:
+        r = xspec_sbi.sbi_fit(spectra=str(spec), model="tbabs*powerlaw", ignore="**-0.3 10.-**",
+                              prior=prior, n_simulations=budget["sims"], n_samples=budget["samples"],
+                              mcmc=budget["mcmc"], seed=1, workers=1, progress=False)
+    except Exception as exc:
+        o.error, o.seconds = f"{type(exc).__name__}: {exc}", time.perf_counter() - t0
+        return o
+    o.seconds = time.perf_counter() - t0
+    return from_result(o, r, truth)
+
+
 SCENARIOS = {"a": scenario_a, "b": scenario_b, "c": scenario_c, "d": scenario_d, "D": scenario_d2,
-             "e": scenario_e, "f": scenario_f, "g": scenario_g, "h": scenario_h}
+             "e": scenario_e, "f": scenario_f, "g": scenario_g, "h": scenario_h, "i": scenario_i}
 
 
 def _fmt(x, spec):
@@ -442,7 +467,7 @@ def _fmt(x, spec):
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small budgets: 2,000 simulations, no chain")
-    ap.add_argument("--only", default="abcdDefgh", help="scenarios to run, e.g. a,c (D: d2)")
+    ap.add_argument("--only", default="abcdDefghi", help="scenarios to run, e.g. a,c (D: d2)")
     ap.add_argument("--keep", metavar="DIR", help="write the files and reports here (kept)")
     args = ap.parse_args(argv)
     budget = (dict(sims=2000, samples=2000, mcmc=False) if args.quick

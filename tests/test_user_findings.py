@@ -160,3 +160,29 @@ def test_log_at_soft_limits_from_zero_or_below_names_the_limits_not_a_bound_neve
     # where the soft limits are above zero, "log" is the log-uniform prior over them
     box = build_prior(Model("bbody").parameters, {"bbody.kT": "log", "bbody.norm": ("log", 1e-3, 1)})
     assert box.parameters[0].kind == "log" and box.parameters[0].lower > 0
+
+
+def test_the_packages_warnings_reach_the_terminal_as_one_line_each(capsys):
+    # the trials' finding (scenario a with the chain): "/.../xspec_sbi/pipeline.py:102:
+    # UserWarning: 5 free parameters need at least 10 walkers ...; burn 5000 -> 5000, length
+    # 50000 -> 50000 ..." and the source line below it, among the [xspec_sbi] lines
+    import argparse
+    import warnings
+
+    import xspec_sbi.pipeline as pipeline
+    from xspec_sbi.baseline.mcmc import resolve_walkers
+    from xspec_sbi.cli.main import _logging
+    args = argparse.Namespace(quiet=True, verbose=False)
+    with _logging(args):
+        warnings.warn_explicit("5 free parameters need\n at least 10 walkers", UserWarning,
+                               filename=pipeline.__file__, lineno=102)
+        warnings.warn_explicit("a foreign warning", UserWarning, filename="/elsewhere/mod.py",
+                               lineno=7)
+    err = capsys.readouterr().err
+    assert "[xspec_sbi] warning: 5 free parameters need at least 10 walkers\n" in err, err
+    assert "pipeline.py" not in err
+    assert "[xspec_sbi] warning: a foreign warning" not in err   # not ours: left to Python (pytest here)
+    with pytest.warns(UserWarning) as caught:
+        resolve_walkers(None, 5000, 50000, 5)
+    text = str(caught[0].message)
+    assert "using 10 instead of XSPEC's default 8" in text and "->" not in text, text
