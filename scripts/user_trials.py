@@ -20,6 +20,7 @@ Scenarios
     g  AREASCAL 0.8, a BACKSCAL column in the background, background exposed 2.5x longer
     h  tbabs*(powerlaw+gaussian) with the line's sigma free too (6 free), through sbi_fit
     i  ~30 counts, no background (cstat), through ``sbi_fit(spectra=..., model=...)``
+    j  two spectra fitted jointly (``xspec-sbi fit a.pha b.pha``), one with a background
     f  bad inputs: missing RESPFILE, unknown parameter in --prior, prior beyond XSPEC's hard
        limits, unknown model component, ...: each must be one clear line, exit 1 or 2, no
        traceback; and a second run into an existing report folder must be refused, leaving it
@@ -188,9 +189,9 @@ def run_cli(args: list[str], timeout: float = 900.0):
 
 
 def cli_fit(o: Outcome, spectrum: Path, model: str, priors: list[str], truth: dict, budget,
-            extra=()) -> Outcome:
+            extra=(), more_spectra=()) -> Outcome:
     out = spectrum.parent / f"out_{o.name}"
-    args = ["fit", str(spectrum), "--model", model, *sum((["--prior", p] for p in priors), []),
+    args = ["fit", str(spectrum), *map(str, more_spectra), "--model", model, *sum((["--prior", p] for p in priors), []),
             "--sims", str(budget["sims"]), "--samples", str(budget["samples"]), "--seed", "1",
             "--out", str(out), "--workers", "1", "--quiet", *extra]
     if not budget["mcmc"]:
@@ -436,6 +437,17 @@ def _rerun_refused(spectrum: Path, folder: Path) -> Outcome:
     return o
 
 
+def scenario_j(tmp: Path, budget) -> Outcome:
+    """Two observations of one source fitted jointly, one with a background, one without."""
+    o = Outcome("j", "joint: 2 spectra (one with background), one model")
+    truth = {"TBabs.nH": 0.4, "powerlaw.PhoIndex": 1.9, "powerlaw.norm": 3e-4}
+    s1 = make_spectrum(tmp / "j", "obs1", "tbabs*powerlaw", truth, seed=31, background_counts=3000.0)
+    s2 = make_spectrum(tmp / "j", "obs2", "tbabs*powerlaw", truth, seed=32, exposure=8000.0)
+    priors = ["TBabs.nH=uniform:0.01:3", "powerlaw.PhoIndex=uniform:0:4",
+              "powerlaw.norm=log:1e-6:1e-1"]
+    return cli_fit(o, s1, "tbabs*powerlaw", priors, truth, budget, more_spectra=[s2])
+
+
 def scenario_i(tmp: Path, budget) -> Outcome:
     """~30 counts and no background (cstat), through ``sbi_fit(spectra=..., model=...)``."""
     import xspec_sbi
@@ -457,7 +469,8 @@ def scenario_i(tmp: Path, budget) -> Outcome:
 
 
 SCENARIOS = {"a": scenario_a, "b": scenario_b, "c": scenario_c, "d": scenario_d, "D": scenario_d2,
-             "e": scenario_e, "f": scenario_f, "g": scenario_g, "h": scenario_h, "i": scenario_i}
+             "e": scenario_e, "f": scenario_f, "g": scenario_g, "h": scenario_h, "i": scenario_i,
+             "j": scenario_j}
 
 
 def _fmt(x, spec):
@@ -467,7 +480,7 @@ def _fmt(x, spec):
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small budgets: 2,000 simulations, no chain")
-    ap.add_argument("--only", default="abcdDefghi", help="scenarios to run, e.g. a,c (D: d2)")
+    ap.add_argument("--only", default="abcdDefghij", help="scenarios to run, e.g. a,c (D: d2)")
     ap.add_argument("--keep", metavar="DIR", help="write the files and reports here (kept)")
     args = ap.parse_args(argv)
     budget = (dict(sims=2000, samples=2000, mcmc=False) if args.quick

@@ -186,3 +186,14 @@ def test_the_packages_warnings_reach_the_terminal_as_one_line_each(capsys):
         resolve_walkers(None, 5000, 50000, 5)
     text = str(caught[0].message)
     assert "using 10 instead of XSPEC's default 8" in text and "->" not in text, text
+
+
+def test_a_selection_that_ignores_every_bin_is_a_usage_error_naming_it(toy, tmp_path, capsys):
+    # the trials' finding: --ignore "**-20.0" (every bin of a 0-9.6 keV spectrum) gave exit 1
+    # and "spectrum ... has no noticed bins", the option that did it unnamed
+    spec = _pha(toy, "all_ignored.pha")
+    code, line = _error(["fit", spec, "-m", "powerlaw", "--ignore", "**-20.0",
+                         "--out", tmp_path / "out"], capsys)
+    assert code == 2
+    assert line.startswith("xspec-sbi fit: error: --ignore '**-20.0': spectrum "), line
+    assert "all_ignored.pha has no noticed bins" in line, line

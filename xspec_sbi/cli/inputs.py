@@ -136,7 +136,7 @@ def build_session(spectra, model, *, ignore, notice, abund, xsect, respfile, arf
     """
     from dataclasses import replace
 
-    from xspec_sbi.session import Session
+    from xspec_sbi.session import Session, SessionError
     response = None
     if nicer_like_arf:
         if respfile or arffile:
@@ -155,6 +155,12 @@ def build_session(spectra, model, *, ignore, notice, abund, xsect, respfile, arf
                                      abund=abund, xsect=xsect, groups=groups)
     except OGIPFileNotFoundError as exc:
         raise _missing_file(exc) from None
+    except SessionError as exc:
+        if "no noticed bins" not in str(exc) or not (ignore or notice):
+            raise
+        given = " ".join(f"{o} {v!r}" for o, v in (("--ignore", ignore), ("--notice", notice)) if v)
+        raise UsageError(f"{given}: {exc}; every bin is ignored, notice some (a band inside the "
+                         "response's channels)") from None
     except SpectrumError:
         _blame_selection(spectra, ignore=None if group else ignore, notice=None if group else notice,
                          respfile=respfile, arffile=arffile, backfile=backfile, response=response)
