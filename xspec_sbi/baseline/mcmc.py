@@ -141,10 +141,13 @@ def resolve_walkers(walkers, burn, length, n_free):
         if w != XSPEC_DEFAULT_WALKERS:
             new_burn = -(-burn // w) * w
             new_length = -(-length // w) * w
+            # only what changed: "length 50000 -> 50000" reads as a change that is not one
+            moved = [f"{what} {old} -> {new}" for what, old, new in
+                     (("burn", burn, new_burn), ("length", length, new_length)) if old != new]
             warnings.warn(
                 f"{n_free} free parameters need at least {need} walkers: using {w} instead of "
-                f"XSPEC's default {XSPEC_DEFAULT_WALKERS}; burn {burn} -> {new_burn}, "
-                f"length {length} -> {new_length} (multiples of the walkers)",
+                f"XSPEC's default {XSPEC_DEFAULT_WALKERS}"
+                + (f"; {', '.join(moved)} (multiples of the walkers)" if moved else ""),
                 UserWarning,
                 stacklevel=3,
             )

@@ -19,7 +19,8 @@ from pathlib import Path
 
 from xspec_sbi.cli.errors import CommandError, UsageError
 from xspec_sbi.cli.executors import executor
-from xspec_sbi.cli.inputs import build_session, describe, model_and_prior, response_note
+from xspec_sbi.cli.inputs import (build_session, check_soft_limits, describe, model_and_prior,
+                                  response_note)
 from xspec_sbi.cli.outputs import check_network, distinct_folders, output_folder, refuse_existing
 from xspec_sbi.cli.parser import dask_address
 from xspec_sbi.cli.reference import save_reference, simulate_reference
@@ -105,6 +106,8 @@ def prepare(args) -> Prepared:
     fluxes, cosmology = _flux_requests(args, session)
     describe(session, box)
     cfg = _npe_config(args)
+    if not getattr(args, "network", None):      # a saved network brings its prior
+        check_soft_limits(model, overrides)
     log.debug("  network: %s", cfg)
     return Prepared(args, session, model, overrides, box, cfg, fluxes, cosmology)
 

@@ -13,8 +13,10 @@ from pathlib import Path
 
 from xspec_sbi.cli.errors import CommandError, UsageError
 from xspec_sbi.cli.parser import parse_freeze, parse_prior
+from xspec_sbi.data.grouping import SpectrumError
+from xspec_sbi.data.ogip import OGIPFileNotFoundError
 
-__all__ = ["model_and_prior", "build_session", "describe", "response_note"]
+__all__ = ["model_and_prior", "check_soft_limits", "build_session", "describe", "response_note"]
 
 log = logging.getLogger("xspec_sbi")
 
@@ -80,6 +82,22 @@ def model_and_prior(expression: str, freeze, prior_texts, group_free=(), n_spect
     return model, overrides, box
 
 
+def check_soft_limits(model, overrides) -> None:
+    """Refuse a free norm left at XSPEC's soft limits (0 to 1e24), naming the --prior to give.
+
+    ``sbi_fit`` refuses it too, but after the session and the output folder, and
+    in its own words (``prior={...}`` first); the spectra are checked before it,
+    as XSPEC reads the data before the model.
+    """
+    from xspec_sbi.options import OptionError, check_prior
+    try:
+        check_prior(model.free_parameters, overrides)
+    except OptionError as exc:
+        head, _, hint = str(exc).partition("; give a prior")
+        option = re.search(r"\(command line: (.*)\)", hint)
+        raise UsageError(f"{head}; give {option.group(1) if option else 'a --prior'}") from None
+
+
 def _check_spectrum_path(text: str) -> None:
     m = _ROW.match(text)
     if m is not None and not m.group("row").strip().isdigit():
@@ -118,7 +136,7 @@ def build_session(spectra, model, *, ignore, notice, abund, xsect, respfile, arf
     """
     from dataclasses import replace
 
-    from xspec_sbi.session import Session
+    from xspec_sbi.session import Session, SessionError
     response = None
     if nicer_like_arf:
         if respfile or arffile:
@@ -130,19 +148,75 @@ def build_session(spectra, model, *, ignore, notice, abund, xsect, respfile, arf
         _check_spectrum_path(str(s))
     from xspec_sbi.model.groups import GroupedModel
     groups = "per-file" if isinstance(model, GroupedModel) else None
-    session = Session.from_files(list(spectra), model, ignore=None if group else ignore,
-                                 notice=None if group else notice, respfile=respfile,
-                                 ancrfile=arffile, backfile=backfile, response=response,
-                                 abund=abund, xsect=xsect, groups=groups)
+    try:
+        session = Session.from_files(list(spectra), model, ignore=None if group else ignore,
+                                     notice=None if group else notice, respfile=respfile,
+                                     ancrfile=arffile, backfile=backfile, response=response,
+                                     abund=abund, xsect=xsect, groups=groups)
+    except OGIPFileNotFoundError as exc:
+        raise _missing_file(exc) from None
+    except SessionError as exc:
+        if "no noticed bins" not in str(exc) or not (ignore or notice):
+            raise
+        given = " ".join(f"{o} {v!r}" for o, v in (("--ignore", ignore), ("--notice", notice)) if v)
+        raise UsageError(f"{given}: {exc}; every bin is ignored, notice some (a band inside the "
+                         "response's channels)") from None
+    except SpectrumError:
+        _blame_selection(spectra, ignore=None if group else ignore, notice=None if group else notice,
+                         respfile=respfile, arffile=arffile, backfile=backfile, response=response)
+        raise
     if group:
         from xspec_sbi.presets.nicer import paper_grouping
         regrouped = []
         for s in session.spectra:
             s = replace(s, grouping=paper_grouping(s.n_channels, int(group)), noticed=None)
-            s = s.ignore(ignore) if ignore else s
-            regrouped.append(s.notice(notice) if notice else s)
+            for option, selection in (("--ignore", ignore), ("--notice", notice)):
+                try:
+                    if selection:
+                        s = s.ignore(selection) if option == "--ignore" else s.notice(selection)
+                except SpectrumError as exc:
+                    raise UsageError(f"{option} {selection!r}: {exc}") from None
+            regrouped.append(s)
         session = replace(session, spectra=tuple(regrouped))
     return session
+
+
+def _blame_selection(spectra, *, ignore, notice, respfile, arffile, backfile, response) -> None:
+    """After a failed load: the --ignore/--notice at fault as a usage error, if it is one.
+
+    The spectra are loaded again without the selections (on this error path
+    only); where they load, each selection is applied alone, and the first
+    one refused is named with the option the user typed.
+    """
+    from xspec_sbi.data.spectrum import load_spectrum
+    for path in spectra:
+        try:
+            s = load_spectrum(path, respfile="none" if response is not None else respfile,
+                              ancrfile="none" if response is not None else arffile,
+                              backfile=backfile)
+            s = s.with_response(response) if response is not None else s
+        except (OSError, ValueError):
+            return     # the file itself is at fault: the original error says so
+        for option, selection in (("--ignore", ignore), ("--notice", notice)):
+            if not selection:
+                continue
+            try:
+                s = s.ignore(selection) if option == "--ignore" else s.notice(selection)
+            except SpectrumError as exc:
+                raise UsageError(f"{option} {selection!r}: {exc}") from None
+
+
+_FILE_OPTIONS = {"RESPFILE": "--respfile", "ANCRFILE": "--arffile", "BACKFILE": "--backfile"}
+
+
+def _missing_file(exc) -> Exception:
+    """A missing RESPFILE/ANCRFILE/BACKFILE said with this command's options, not the library's keywords."""
+    option = _FILE_OPTIONS.get(getattr(exc, "keyword", None))
+    if option is None:
+        return CommandError(str(exc))
+    origin = f"the {exc.keyword} keyword" if exc.from_header else option
+    return CommandError(f"{exc.spectrum}: file {exc.filename} (from {origin}) not found; give "
+                        f"{option} none to load without it, or {option} PATH")
 
 
 def describe(session, box) -> None:

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
 import sys
 import threading
+import warnings
 
 from xspec_sbi.cli.apply import cmd_apply
 from xspec_sbi.cli.commands import cmd_demo, cmd_fit, cmd_train
@@ -45,9 +47,18 @@ def _one_line(exc: BaseException) -> str:
     return text if len(text) <= _MAX_LINE else text[:_MAX_LINE] + " ... (--debug shows all)"
 
 
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
 @contextlib.contextmanager
 def _logging(args):
-    """Step messages of logger ``xspec_sbi`` on stderr at the level of --quiet/--verbose."""
+    """Step messages of logger ``xspec_sbi`` on stderr at the level of --quiet/--verbose.
+
+    The package's own Python warnings (``warnings.warn`` in ``xspec_sbi/``) go
+    through the logger too, as one ``[xspec_sbi] warning: ...`` line: Python's
+    format (``/path/pipeline.py:102: UserWarning: ...`` and a source line) is
+    for programmers. Other packages' warnings keep it.
+    """
     log = logging.getLogger("xspec_sbi")
     level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
     handler = logging.StreamHandler(sys.stderr)
@@ -56,7 +67,16 @@ def _logging(args):
     log.addHandler(handler)
     log.setLevel(level)
     try:
-        yield
+        with warnings.catch_warnings():
+            python_format = warnings.showwarning
+
+            def show(message, category, filename, lineno, file=None, line=None):
+                if os.path.abspath(str(filename)).startswith(_PACKAGE + os.sep):
+                    log.warning("warning: %s", " ".join(str(message).split()))
+                else:
+                    python_format(message, category, filename, lineno, file, line)
+            warnings.showwarning = show
+            yield
     finally:
         log.removeHandler(handler)
         log.setLevel(saved)

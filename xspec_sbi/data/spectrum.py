@@ -384,9 +384,12 @@ def _require_file(path: str, keyword: str, from_header: bool, spectrum: str) -> 
     bare, _ = ogip.split_row_suffix(path)
     if not os.path.isfile(bare):
         origin = f"{keyword} keyword" if from_header else f"{keyword.lower()} argument"
-        raise ogip.OGIPFileNotFoundError(
+        exc = ogip.OGIPFileNotFoundError(
             f"{spectrum}: file {bare} (from the {origin}) not found; pass "
             f"{keyword.lower()}='none' to load without it, or another path")
+        # the command line words its own hint (--respfile none), from these
+        exc.keyword, exc.filename, exc.spectrum, exc.from_header = keyword, bare, spectrum, from_header
+        raise exc
 
 
 def _from_record(rec: ogip_pha.PHARecord, response: Response | None,

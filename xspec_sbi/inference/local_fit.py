@@ -7,7 +7,8 @@ and the shape of the statistic around it, in the prior's warped coordinates
 ``2 k + 1`` rows (central differences) and the Hessian one batch of
 ``1 + 2 k^2`` rows. The full C-stat fit with its error analysis lives in
 :mod:`xspec_sbi.baseline.fit`; this is the few-call version the restriction
-needs (a start and a shape, checked afterwards by probing).
+needs (a start and a shape, checked afterwards by probing). A statistic with
+several minima is fitted from more starts (:func:`multistart_minima`).
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from typing import Callable
 import numpy as np
 from scipy.optimize import minimize
 
-__all__ = ["minimise_in_cube", "curvature_in_cube"]
+__all__ = ["minimise_in_cube", "curvature_in_cube", "multistart_minima", "distinct_starts"]
 
 #: ``f(u (n, k)) -> (n,)``: the statistic at warped positions.
 Objective = Callable[[np.ndarray], np.ndarray]
@@ -114,3 +115,62 @@ def curvature_in_cube(f: Objective, u: np.ndarray, *, step: float = 1e-3) -> np.
     for n, (i, j) in enumerate(pairs):
         hess[i, j] = hess[j, i] = (pp[n] - pm[n] - mp[n] + mm[n]) / (4 * h ** 2)
     return hess
+
+
+def distinct_starts(u: np.ndarray, s: np.ndarray, n: int, spacing: float = 0.05) -> list:
+    """The best of ``u`` by ``s``, then the next best ones at least ``spacing`` from those chosen."""
+    chosen: list = []
+    for i in np.argsort(s)[:max(50, n)]:
+        if not np.isfinite(s[i]):
+            break
+        if all(np.max(np.abs(u[i] - c)) >= spacing for c in chosen):
+            chosen.append(u[i])
+        if len(chosen) == n:
+            break
+    return chosen
+
+
+def multistart_minima(f, u_look: np.ndarray, s: np.ndarray, n_starts: int, *, tolerance: float,
+                      max_starts: int) -> list:
+    """Local fits from the best distinct points ``u_look`` by ``s``: ``n_starts``, all ``max_starts`` if they disagree.
+
+    A statistic with several minima (``tbabs*(diskbb+powerlaw)`` under wide
+    log priors has five, 5 to 180 apart: a cool disc of huge norm mimics the
+    power law) sends fits from different starts to different minima; from
+    three starts all three missed the lowest on a trial spectrum, and the
+    region, the network and the exact chain then stayed around a minimum
+    111 above it. So when the first ``n_starts`` fits do not all end within
+    ``tolerance`` of their lowest, fits run from the next best starts up to
+    ``max_starts`` (stopping once the lowest is reached three times would
+    have stopped at a minimum 97 above the lowest: secondary minima have
+    wide basins too). Where the later fits find nothing lower (to
+    ``tolerance``), only the first ones are returned, so a statistic whose
+    first fits agree, or whose later fits add nothing, gives the fits it gave
+    before.
+
+    Parameters
+    ----------
+    f : callable
+        ``f(u (n, k)) -> (n,)``.
+    u_look, s : (n, k) and (n,) ndarray
+        Points of a look at the cube and ``f`` there (non-finite: not a start).
+    n_starts : int
+        Fits always run.
+    tolerance : float
+        Statistic difference under which two minima count as one.
+    max_starts : int
+        Fits at most.
+
+    Returns
+    -------
+    list of (u (k,) ndarray, value float)
+        Each fit's minimum, in the order run; only the first ``n_starts`` fits'
+        when the later ones found nothing lower.
+    """
+    starts = distinct_starts(u_look, s, max_starts)
+    first = [minimise_in_cube(f, u0) for u0 in starts[:n_starts]]
+    values = np.array([v for _, v in first])
+    if np.all(values <= values.min() + tolerance):
+        return first
+    optima = first + [minimise_in_cube(f, u0) for u0 in starts[n_starts:]]
+    return optima if min(v for _, v in optima) < values.min() - tolerance else first

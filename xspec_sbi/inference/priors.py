@@ -363,6 +363,12 @@ def _parse_override(spec: ParameterSpec, entry: tuple | str) -> tuple[str, float
             raise PriorError(f"prior override for {spec.name!r}: a Gaussian prior needs its mean "
                              f"and sigma, e.g. ('gauss', mu, sigma) or ('gauss', mu, sigma, lo, hi), "
                              f"got {entry!r}")
+        if entry == "log" and spec.bot <= 0:
+            # the user gave no bound: "needs lower > 0, got 0.0" would blame one they never wrote
+            raise PriorError(f"prior of {spec.name!r}: 'log' keeps XSPEC's soft limits "
+                             f"[{spec.bot:g}, {spec.top:g}], and a log-uniform prior needs a lower "
+                             f"bound > 0; give the bounds, e.g. ('log', lo, hi) (command line: "
+                             f"--prior {spec.name}=log:LO:HI)")
         return entry, spec.bot, spec.top, ()
     gauss = isinstance(entry, (tuple, list)) and len(entry) > 0 and entry[0] == "gauss"
     if not isinstance(entry, (tuple, list)) or len(entry) not in ((3, 5) if gauss else (3,)):

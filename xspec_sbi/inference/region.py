@@ -16,8 +16,10 @@ takes a few thousand foldings, in a handful of batched calls:
 1. a look at the whole prior (``n_per_round`` draws);
 2. local fits (L-BFGS-B in the warped coordinates, log for log-uniform
    parameters; each gradient one batch of ``2 k + 1`` rows) from its best
-   ``n_starts`` distinct draws: ``best`` is the true minimum, not the smallest
-   of random draws (the rounds below stopped 68 above it on a real NICER spectrum);
+   ``n_starts`` distinct draws, more while the lowest is reached by fewer than
+   three (:func:`~xspec_sbi.inference.local_fit.multistart_minima`): ``best`` is
+   the true minimum, not the smallest of random draws (the rounds below stopped
+   68 above it on a real NICER spectrum) nor a secondary minimum;
 3. the curvature at the best fit (one batch) gives the Gaussian-limit
    ellipsoid, probed uniformly at 1.6 times its radius; the ellipsoid is then
    refitted to every point found under the threshold until no probe under it
@@ -49,7 +51,7 @@ import numpy as np
 from scipy.special import gamma
 from scipy.stats import chi2
 
-from xspec_sbi.inference.local_fit import curvature_in_cube, minimise_in_cube
+from xspec_sbi.inference.local_fit import curvature_in_cube, multistart_minima
 from xspec_sbi.inference.priors import BoxPrior
 from xspec_sbi.inference.truncation import TruncatedPrior, truncate
 
@@ -280,7 +282,8 @@ def restrict_by_statistic(statistic: Callable[[np.ndarray], np.ndarray], prior: 
         raise RestrictionError("restrict=cstat: no parameter vector of the prior gives a finite statistic")
     u_look = prior.to_unit(theta)
     f = lambda u: statistic(prior.from_unit(u))  # noqa: E731
-    optima = [minimise_in_cube(f, u0) for u0 in _distinct_starts(u_look, s, n_starts)]
+    optima = multistart_minima(f, u_look, s, n_starts, tolerance=0.05 * floor,
+                               max_starts=max(n_starts, 4 * k))
     u_best, best = min(optima, key=lambda o: o[1])
     best = min(best, float(s.min()))
     threshold = best + floor
@@ -301,19 +304,6 @@ def restrict_by_statistic(statistic: Callable[[np.ndarray], np.ndarray], prior: 
                          mass=ellipsoid.prior_mass(rng) if direct else None)
     return RestrictionResult(prior=truncated, valid_fractions=tuple(hits), converged=True,
                              n_simulations=0, thresholds=(threshold,) * len(hits))
-
-
-def _distinct_starts(u: np.ndarray, s: np.ndarray, n: int, spacing: float = 0.05) -> list:
-    """The best of ``u`` by ``s``, then the next best ones at least ``spacing`` from those chosen."""
-    chosen: list = []
-    for i in np.argsort(s)[:max(50, n)]:
-        if not np.isfinite(s[i]):
-            break
-        if all(np.max(np.abs(u[i] - c)) >= spacing for c in chosen):
-            chosen.append(u[i])
-        if len(chosen) == n:
-            break
-    return chosen
 
 
 def _curvature_guess(f, u_best: np.ndarray, floor: float):
