@@ -16,8 +16,8 @@ takes a few thousand foldings, in a handful of batched calls:
 1. a look at the whole prior (``n_per_round`` draws);
 2. local fits (L-BFGS-B in the warped coordinates, log for log-uniform
    parameters; each gradient one batch of ``2 k + 1`` rows) from its best
-   ``n_starts`` distinct draws, more while the lowest is reached by fewer than
-   three (:func:`~xspec_sbi.inference.local_fit.multistart_minima`): ``best`` is
+   ``n_starts`` distinct draws, and from up to ``4 k`` when those fits end in
+   different minima (:func:`~xspec_sbi.inference.local_fit.multistart_minima`): ``best`` is
    the true minimum, not the smallest of random draws (the rounds below stopped
    68 above it on a real NICER spectrum) nor a secondary minimum;
 3. the curvature at the best fit (one batch) gives the Gaussian-limit
