@@ -20,6 +20,7 @@ import numpy as np
 
 from xspec_sbi.baseline.comparison import fit_and_chain
 from xspec_sbi.baseline.mcmc import resolve_walkers
+from xspec_sbi.checks.background import empty_background_warnings
 from xspec_sbi.checks.bounds import bound_warnings
 from xspec_sbi.checks.importance import importance_correct, log_like_constant
 from xspec_sbi.checks.moves import metropolis_moves
@@ -441,12 +442,17 @@ def trust_checks(x_train, samples, st: _Stage, *, exact: bool = True, why_not: s
     model_counts = None if st.stat_fn.name == "wstat" else \
         np.concatenate([m[0] for m in st.stat_fn.expected_counts(median[None])])
     bounds = bound_warnings(samples, st.box)
+    parts = getattr(sim, "parts", (sim,))
+    labels = [s.label for s in st.session.spectra] if len(st.session.spectra) == len(parts) \
+        else [f"spectrum {i + 1}" for i in range(len(parts))]
+    background = empty_background_warnings([getattr(p, "background_counts", None) for p in parts],
+                                           labels)
     if not exact:
         return TrustChecks(ood=ood, ppc=None, ppc_not_computed=why_not or "no exact posterior draws",
-                           bounds=bounds)
+                           bounds=bounds, background=background)
     ppc = ppc_pvalue(stat_data, lambda th, r: sim(th, r), samples, st.x_obs, st.rng, n=200,
                      model_counts=model_counts)
-    return TrustChecks(ood=ood, ppc=ppc, bounds=bounds)
+    return TrustChecks(ood=ood, ppc=ppc, bounds=bounds, background=background)
 
 
 def _versions():

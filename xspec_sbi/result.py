@@ -68,6 +68,7 @@ class TrustChecks:
     ppc: Optional["PPCResult"] = None
     ppc_not_computed: str = ""
     bounds: tuple = ()
+    background: tuple = ()
 
     def lines(self) -> list[str]:
         """The checks as the table prints them (``name: value``); nothing for a check that passed silently."""
@@ -80,6 +81,7 @@ class TrustChecks:
         elif self.ppc_not_computed:
             out.append(f"posterior predictive check: not computed ({self.ppc_not_computed})")
         out.extend(f"prior bound: {b}" for b in self.bounds)
+        out.extend(f"W-stat background: {b}" for b in self.background)
         return out
 
     def to_dict(self) -> dict:
@@ -88,7 +90,8 @@ class TrustChecks:
                 "posterior predictive p-value": None if self.ppc is None else float(self.ppc.p_value),
                 "posterior predictive warning": None if self.ppc is None else self.ppc.warning,
                 "posterior predictive not computed": self.ppc_not_computed or None,
-                "prior bounds": list(self.bounds)}
+                "prior bounds": list(self.bounds),
+                "W-stat background": list(self.background)}
 
 
 @dataclass(frozen=True)

@@ -149,6 +149,8 @@ def check_lines(result, coverage=None, coverage_why: str | None = None) -> list[
                                               f"flagged below {ppc.alpha:g}"))
     for b in getattr(result.trust, "bounds", ()):
         lines.append(CheckLine("prior bound", "warning", b.split(":")[0], b))
+    for b in getattr(result.trust, "background", ()):
+        lines.append(CheckLine("W-stat background", "warning", b.split(": ")[0], b))
     ood = result.trust.ood
     if ood is None:
         lines.append(_na("out-of-distribution", "needs this call's training spectra "
