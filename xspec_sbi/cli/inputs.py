@@ -215,7 +215,7 @@ def _missing_file(exc) -> Exception:
     if option is None:
         return CommandError(str(exc))
     origin = f"the {exc.keyword} keyword" if exc.from_header else option
-    return CommandError(f"{exc.spectrum}: file {exc.filename} (from {origin}) not found; give "
+    return CommandError(f"{exc.spectrum}: file {exc.missing} (from {origin}) not found; give "
                         f"{option} none to load without it, or {option} PATH")
 
 

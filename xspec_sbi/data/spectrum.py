@@ -387,8 +387,9 @@ def _require_file(path: str, keyword: str, from_header: bool, spectrum: str) -> 
         exc = ogip.OGIPFileNotFoundError(
             f"{spectrum}: file {bare} (from the {origin}) not found; pass "
             f"{keyword.lower()}='none' to load without it, or another path")
-        # the command line words its own hint (--respfile none), from these
-        exc.keyword, exc.filename, exc.spectrum, exc.from_header = keyword, bare, spectrum, from_header
+        # the command line words its own hint (--respfile none), from these; not ``filename``,
+        # which OSError's str() would print instead of the message
+        exc.keyword, exc.missing, exc.spectrum, exc.from_header = keyword, bare, spectrum, from_header
         raise exc
 
 
