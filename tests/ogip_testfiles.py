@@ -153,3 +153,11 @@ def toy_grid(n_e: int = 40, n_chan: int = 12):
         if j >= 1:
             dense[i, j - 1] = 0.1
     return edges[:-1], edges[1:], cedges[:-1], cedges[1:], dense
+
+
+def write_toy_response(folder: Path, area_cm2: float = 20.0) -> Path:
+    """``toy.rmf`` (12 channels, 0.2-8.2 keV, :func:`toy_grid`) and ``toy.arf`` (flat, cm²) in ``folder``."""
+    elo, ehi, cmin, cmax, dense = toy_grid(n_e=40, n_chan=12)
+    write_rmf(folder / "toy.rmf", elo, ehi, cmin, cmax, dense)
+    write_arf(folder / "toy.arf", elo, ehi, np.full(elo.size, area_cm2))
+    return folder

@@ -13,7 +13,7 @@ import csv
 import numpy as np
 import pytest
 
-from ogip_testfiles import toy_grid, write_arf, write_pha, write_rmf
+from ogip_testfiles import toy_grid, write_arf, write_pha, write_toy_response
 from xspec_sbi.cli import main as cli
 
 SETUP = ["--model", "tbabs*powerlaw", "--freeze", "TBabs.nH=0.5",
@@ -31,9 +31,8 @@ def run(argv, capsys):
 def toy(tmp_path_factory):
     """Toy RMF, an ARF and one 1 % higher, a network trained on one spectrum (100 s)."""
     folder = tmp_path_factory.mktemp("setups")
-    elo, ehi, cmin, cmax, dense = toy_grid(n_e=40, n_chan=12)
-    write_rmf(folder / "toy.rmf", elo, ehi, cmin, cmax, dense)
-    write_arf(folder / "toy.arf", elo, ehi, np.full(elo.size, 20.0))
+    write_toy_response(folder)
+    elo, ehi = toy_grid(n_e=40, n_chan=12)[:2]
     write_arf(folder / "toy_plus1.arf", elo, ehi, np.full(elo.size, 20.2))
     return folder
 

@@ -30,7 +30,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from ogip_testfiles import toy_grid, write_arf, write_pha, write_rmf
+from ogip_testfiles import write_pha, write_toy_response
 from xspec_sbi.cli import main as cli
 from xspec_sbi.files import atomic_folder
 
@@ -63,10 +63,7 @@ def not_simulated(err: str) -> None:
 def toy(tmp_path_factory):
     """A toy RMF + ARF (12 channels, 0.2-8.2 keV) in one folder."""
     folder = tmp_path_factory.mktemp("toy")
-    elo, ehi, cmin, cmax, dense = toy_grid(n_e=40, n_chan=12)
-    write_rmf(folder / "toy.rmf", elo, ehi, cmin, cmax, dense)
-    write_arf(folder / "toy.arf", elo, ehi, np.full(elo.size, 20.0))
-    return folder
+    return write_toy_response(folder)
 
 
 def pha(folder, name, counts, exposure=100.0, column="COUNTS"):

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from ogip_testfiles import toy_grid, write_arf, write_pha, write_rmf
+from ogip_testfiles import write_pha, write_toy_response
 from xspec_sbi.cli import main as cli
 
 
@@ -44,10 +44,7 @@ def test_top_level_help_lists_the_commands_and_runs_as_a_module():
 def toy_files(tmp_path_factory):
     """A toy RMF + ARF and a PHA writer that points at them (12 channels, 0.2-8.2 keV)."""
     folder = tmp_path_factory.mktemp("toy")
-    elo, ehi, cmin, cmax, dense = toy_grid(n_e=40, n_chan=12)
-    write_rmf(folder / "toy.rmf", elo, ehi, cmin, cmax, dense)
-    write_arf(folder / "toy.arf", elo, ehi, np.full(elo.size, 20.0))
-    return folder
+    return write_toy_response(folder)
 
 
 def _fake_pha(folder, name, counts, exposure=100.0, tstart=None):

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ogip_testfiles import toy_grid, write_arf, write_pha, write_rmf
+from ogip_testfiles import write_pha, write_toy_response
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
 REPO = Path(__file__).resolve().parent.parent
@@ -65,9 +65,7 @@ def _alive(pid: int) -> bool:
 @pytest.fixture(scope="module")
 def spectrum(tmp_path_factory):
     folder = tmp_path_factory.mktemp("sig")
-    elo, ehi, cmin, cmax, dense = toy_grid(n_e=40, n_chan=12)
-    write_rmf(folder / "toy.rmf", elo, ehi, cmin, cmax, dense)
-    write_arf(folder / "toy.arf", elo, ehi, np.full(elo.size, 20.0))
+    write_toy_response(folder)
     counts = np.random.default_rng(0).poisson(50, 12)
     return write_pha(folder / "src.pha", counts, exposure=100.0,
                      keywords={"RESPFILE": "toy.rmf", "ANCRFILE": "toy.arf"})
