@@ -21,6 +21,7 @@ Scenarios
     h  tbabs*(powerlaw+gaussian) with the line's sigma free too (6 free), through sbi_fit
     i  ~30 counts, no background (cstat), through ``sbi_fit(spectra=..., model=...)``
     j  two spectra fitted jointly (``xspec-sbi fit a.pha b.pha``), one with a background
+    k  W-stat on 239 ungrouped bins with 80 background counts: the empty-background warning
     f  bad inputs: missing RESPFILE, unknown parameter in --prior, prior beyond XSPEC's hard
        limits, unknown model component, ...: each must be one clear line, exit 1 or 2, no
        traceback; and a second run into an existing report folder must be refused, leaving it
@@ -249,7 +250,7 @@ def from_result(o: Outcome, r, truth: dict) -> Outcome:
     if c is not None:
         o.ess_fraction, o.pareto_k, o.reliable = c.ess_fraction, c.pareto_k, c.reliable
     o.statistic, o.source = r.statistic, r.samples_source
-    o.warnings = [str(w) for w in (r.trust.bounds or ())]
+    o.warnings = [str(w) for w in (*(r.trust.bounds or ()), *getattr(r.trust, "background", ()))]
     o.judge(list(r.names), r.samples, truth, {p.name: (p.lower, p.upper) for p in r.prior.parameters})
     return o
 
@@ -468,9 +469,22 @@ def scenario_i(tmp: Path, budget) -> Outcome:
     return from_result(o, r, truth)
 
 
+def scenario_k(tmp: Path, budget) -> Outcome:
+    """W-stat on an ungrouped spectrum whose background leaves most bins empty: must be named."""
+    o = Outcome("k", "W-stat, 239 ungrouped bins, 80 background counts (most bins empty)")
+    truth = {"TBabs.nH": 0.4, "powerlaw.PhoIndex": 1.9, "powerlaw.norm": 3e-4}
+    spec = make_spectrum(tmp / "k", "src", "tbabs*powerlaw", truth, seed=41, background_counts=80.0)
+    prior = {"TBabs.nH": ("uniform", 0.01, 3.0), "powerlaw.PhoIndex": ("uniform", 0.0, 4.0),
+             "powerlaw.norm": ("log", 1e-6, 1e-1)}
+    o = api_fit(o, spec, "tbabs*powerlaw", prior, truth, budget)
+    if o.ran and not any("background counts" in w for w in o.warnings):
+        o.findings.append("W-stat with a mostly empty background was not named")
+    return o
+
+
 SCENARIOS = {"a": scenario_a, "b": scenario_b, "c": scenario_c, "d": scenario_d, "D": scenario_d2,
              "e": scenario_e, "f": scenario_f, "g": scenario_g, "h": scenario_h, "i": scenario_i,
-             "j": scenario_j}
+             "j": scenario_j, "k": scenario_k}
 
 
 def _fmt(x, spec):
@@ -480,7 +494,7 @@ def _fmt(x, spec):
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small budgets: 2,000 simulations, no chain")
-    ap.add_argument("--only", default="abcdDefghij", help="scenarios to run, e.g. a,c (D: d2)")
+    ap.add_argument("--only", default="abcdDefghijk", help="scenarios to run, e.g. a,c (D: d2)")
     ap.add_argument("--keep", metavar="DIR", help="write the files and reports here (kept)")
     args = ap.parse_args(argv)
     budget = (dict(sims=2000, samples=2000, mcmc=False) if args.quick
