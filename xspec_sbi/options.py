@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass, fields, replace
 from typing import Any, Mapping
 
-__all__ = ["OptionError", "parse_restriction", "check_prior", "Budget", "NetworkOptions", "ChainOptions", "ComputeOptions", "RefineOptions",
+__all__ = ["OptionError", "parse_restriction", "check_prior", "too_wide_soft_limits", "too_wide_text", "Budget", "NetworkOptions", "ChainOptions", "ComputeOptions", "RefineOptions",
            "RunOptions",
            "SHORTCUTS", "from_keywords"]
 
@@ -394,13 +394,23 @@ def parse_restriction(restrict):
                              else f"{kind}:{args[0]}" if args else kind)
 
 
+def too_wide_soft_limits(free, overrides):
+    """The first free parameter without a prior whose soft limits (a norm's 0 to 1e24) are too wide, or None."""
+    for p in free:
+        if p.name not in overrides and (p.top - p.bot > 1e6 or (p.bot > 0 and p.top / p.bot > 1e8)):
+            return p
+    return None
+
+
+def too_wide_text(p) -> str:
+    """What is wrong with ``p``'s soft limits, without the remedy (each caller words its own)."""
+    return f"parameter {p.name}: XSPEC's soft limits [{p.bot:g}, {p.top:g}] are too wide to simulate from"
+
+
 def check_prior(free, overrides) -> None:
     """Refuse XSPEC's soft limits of norms (0 to 1e24): limits, not a prior one can simulate from."""
-    for p in free:
-        if p.name in overrides:
-            continue
-        if p.top - p.bot > 1e6 or (p.bot > 0 and p.top / p.bot > 1e8):
-            raise OptionError(
-                f"parameter {p.name}: XSPEC's soft limits [{p.bot:g}, {p.top:g}] are too wide to "
-                f"simulate from; give a prior, e.g. prior={{'{p.name}': ('log', lo, hi)}} "
-                f"(command line: --prior {p.name}=log:LO:HI)")
+    p = too_wide_soft_limits(free, overrides)
+    if p is not None:
+        raise OptionError(
+            f"{too_wide_text(p)}; give a prior, e.g. prior={{'{p.name}': ('log', lo, hi)}} "
+            f"(command line: --prior {p.name}=log:LO:HI)")

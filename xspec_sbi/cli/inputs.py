@@ -89,13 +89,10 @@ def check_soft_limits(model, overrides) -> None:
     in its own words (``prior={...}`` first); the spectra are checked before it,
     as XSPEC reads the data before the model.
     """
-    from xspec_sbi.options import OptionError, check_prior
-    try:
-        check_prior(model.free_parameters, overrides)
-    except OptionError as exc:
-        head, _, hint = str(exc).partition("; give a prior")
-        option = re.search(r"\(command line: (.*)\)", hint)
-        raise UsageError(f"{head}; give {option.group(1) if option else 'a --prior'}") from None
+    from xspec_sbi.options import too_wide_soft_limits, too_wide_text
+    p = too_wide_soft_limits(model.free_parameters, overrides)
+    if p is not None:
+        raise UsageError(f"{too_wide_text(p)}; give --prior {p.name}=log:LO:HI")
 
 
 def _check_spectrum_path(text: str) -> None:
@@ -170,15 +167,21 @@ def build_session(spectra, model, *, ignore, notice, abund, xsect, respfile, arf
         regrouped = []
         for s in session.spectra:
             s = replace(s, grouping=paper_grouping(s.n_channels, int(group)), noticed=None)
-            for option, selection in (("--ignore", ignore), ("--notice", notice)):
-                try:
-                    if selection:
-                        s = s.ignore(selection) if option == "--ignore" else s.notice(selection)
-                except SpectrumError as exc:
-                    raise UsageError(f"{option} {selection!r}: {exc}") from None
-            regrouped.append(s)
+            regrouped.append(_select(s, ignore, notice))
         session = replace(session, spectra=tuple(regrouped))
     return session
+
+
+def _select(spectrum, ignore, notice):
+    """``spectrum`` with --ignore then --notice applied; a selection it refuses is a usage error naming the option."""
+    for option, selection in (("--ignore", ignore), ("--notice", notice)):
+        if not selection:
+            continue
+        try:
+            spectrum = spectrum.ignore(selection) if option == "--ignore" else spectrum.notice(selection)
+        except SpectrumError as exc:
+            raise UsageError(f"{option} {selection!r}: {exc}") from None
+    return spectrum
 
 
 def _blame_selection(spectra, *, ignore, notice, respfile, arffile, backfile, response) -> None:
@@ -197,13 +200,7 @@ def _blame_selection(spectra, *, ignore, notice, respfile, arffile, backfile, re
             s = s.with_response(response) if response is not None else s
         except (OSError, ValueError):
             return     # the file itself is at fault: the original error says so
-        for option, selection in (("--ignore", ignore), ("--notice", notice)):
-            if not selection:
-                continue
-            try:
-                s = s.ignore(selection) if option == "--ignore" else s.notice(selection)
-            except SpectrumError as exc:
-                raise UsageError(f"{option} {selection!r}: {exc}") from None
+        _select(s, ignore, notice)
 
 
 _FILE_OPTIONS = {"RESPFILE": "--respfile", "ANCRFILE": "--arffile", "BACKFILE": "--backfile"}
@@ -211,7 +208,7 @@ _FILE_OPTIONS = {"RESPFILE": "--respfile", "ANCRFILE": "--arffile", "BACKFILE": 
 
 def _missing_file(exc) -> Exception:
     """A missing RESPFILE/ANCRFILE/BACKFILE said with this command's options, not the library's keywords."""
-    option = _FILE_OPTIONS.get(getattr(exc, "keyword", None))
+    option = _FILE_OPTIONS.get(exc.keyword)
     if option is None:
         return CommandError(str(exc))
     origin = f"the {exc.keyword} keyword" if exc.from_header else option

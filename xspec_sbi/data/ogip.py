@@ -47,7 +47,18 @@ class OGIPError(ValueError):
 
 
 class OGIPFileNotFoundError(FileNotFoundError):
-    """An OGIP file (or a file named by a header keyword) that does not exist."""
+    """An OGIP file (or a file named by a header keyword) that does not exist.
+
+    For a file named by a spectrum, ``keyword`` (RESPFILE, ANCRFILE,
+    BACKFILE), ``missing`` (its path), ``spectrum`` and ``from_header`` (named
+    in the header, or passed) let a front end word its own remedy. The path is
+    not OSError's ``filename``, whose ``str()`` would replace the message.
+    """
+
+    def __init__(self, message: str, *, keyword: str | None = None, missing: str | None = None,
+                 spectrum: str | None = None, from_header: bool = False):
+        super().__init__(message)
+        self.keyword, self.missing, self.spectrum, self.from_header = keyword, missing, spectrum, from_header
 
 
 def split_row_suffix(path: str | os.PathLike) -> tuple[str, int | None]:

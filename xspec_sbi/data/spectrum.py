@@ -384,13 +384,10 @@ def _require_file(path: str, keyword: str, from_header: bool, spectrum: str) -> 
     bare, _ = ogip.split_row_suffix(path)
     if not os.path.isfile(bare):
         origin = f"{keyword} keyword" if from_header else f"{keyword.lower()} argument"
-        exc = ogip.OGIPFileNotFoundError(
+        raise ogip.OGIPFileNotFoundError(
             f"{spectrum}: file {bare} (from the {origin}) not found; pass "
-            f"{keyword.lower()}='none' to load without it, or another path")
-        # the command line words its own hint (--respfile none), from these; not ``filename``,
-        # which OSError's str() would print instead of the message
-        exc.keyword, exc.missing, exc.spectrum, exc.from_header = keyword, bare, spectrum, from_header
-        raise exc
+            f"{keyword.lower()}='none' to load without it, or another path",
+            keyword=keyword, missing=bare, spectrum=spectrum, from_header=from_header)
 
 
 def _from_record(rec: ogip_pha.PHARecord, response: Response | None,
