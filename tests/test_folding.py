@@ -88,3 +88,23 @@ def test_trimmed_grid_gives_the_same_counts_for_every_component(shared_data):
 def test_spectrum_without_response_is_refused():
     with pytest.raises(ValueError, match="no response"):
         build_transfer(Spectrum(counts=np.zeros(4), exposure=1.0))
+
+
+def test_storage_dense_or_sparse_gives_the_dense_reference(shared_data, monkeypatch):
+    # An ungrouped PN matrix is 22 % filled: over the 12 % threshold it is stored dense,
+    # and above DENSE_MAX_BYTES it stays sparse; either way the independent fold's counts
+    import dataclasses
+
+    from xspec_sbi.forward import folding
+    raw = load_spectrum(shared_data / "xmm_pn_ngc7793_ulx4" / "PN.pha")
+    spec = dataclasses.replace(raw, grouping=None, noticed=None).ignore("**-0.5 10.-**")
+    reference = _dense_fold(spec, 1.9, 2e-3)
+    stored = Folder(spec, Model("powerlaw")).transfer.matrix
+    assert not sp.issparse(stored)
+    np.testing.assert_allclose(Folder(spec, Model("powerlaw")).expected_counts([[1.9, 2e-3]])[0],
+                               reference, rtol=1e-10, atol=1e-12)
+    monkeypatch.setattr(folding, "DENSE_MAX_BYTES", 0)
+    capped = Folder(spec, Model("powerlaw"))
+    assert sp.issparse(capped.transfer.matrix)
+    np.testing.assert_allclose(capped.expected_counts([[1.9, 2e-3]])[0], reference,
+                               rtol=1e-10, atol=1e-12)
