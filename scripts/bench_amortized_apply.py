@@ -67,7 +67,8 @@ def main(argv=None) -> int:
                 post = r.posteriors_for(spectra, n_samples=n_draws, seed=0, **kw)
                 dt[how] = (time.perf_counter() - t0) / args.n
                 print(f"apply {n_draws} draws, {how}: {dt[how]:.3f} s per spectrum; median ESS "
-                      f"{100 * np.nanmedian(post.ess_fraction):.2f} %, reliable "
+                      f"{100 * np.nanmedian(post.ess_fraction):.2f} %, draws weighed "
+                      f"{'all' if post.weighed is None else ' '.join(map(str, post.weighed))}, reliable "
                       f"{int(post.reliable.sum())}/{args.n}; checksum {post.samples.sum():.10e} "
                       f"{post.ess_fraction.sum():.12f}; load {os.getloadavg()[0]:.1f}", flush=True)
             if pool is not None:
@@ -77,9 +78,15 @@ def main(argv=None) -> int:
         if pool is not None:
             pool.shutdown()
     if not args.no_chain:
+        import emcee
         s = Session((spectra[0],), model)
-        _, t_chain = bench.chain_of(s, r.prior, post.samples[0], bud, 1)
-        print(f"one chain (burn {bud['burn']:,}, length {bud['length']:,}): {t_chain:.1f} s; "
+        chain, t_chain = bench.chain_of(s, r.prior, post.samples[0], bud, 1)
+        steps = chain.walker_chains()
+        # the chain's own effective draws (integrated autocorrelation time, log10 of log-prior parameters)
+        g = np.where(r.prior.is_log, np.log10(np.abs(steps) + 1e-300), steps)
+        tau = emcee.autocorr.integrated_time(g, quiet=True)
+        print(f"one chain (burn {bud['burn']:,}, length {bud['length']:,}): {t_chain:.1f} s; its effective "
+              f"draws per parameter {' '.join(f'{v:,.0f}' for v in chain.length / tau)}; "
               f"load {os.getloadavg()[0]:.1f}", flush=True)
     return 0
 

@@ -28,7 +28,8 @@ class _Face:
         self.t = t
 
     def sample(self, x, n, rng):
-        return self.t.sample(len(x) * n, rng=np.random.default_rng(rng)).reshape(len(x), n, -1)
+        # each spectrum's draws of their own generator: one spectrum's are the same with or without others
+        return np.stack([self.t.sample(n, rng=np.random.default_rng([rng, i])) for i in range(len(x))])
 
     def log_prob(self, theta, x):
         return self.t.log_prob(theta)
@@ -84,3 +85,49 @@ def test_the_mixture_keeps_the_cost_and_the_seed(setup, monkeypatch):
     alone = amortized.amortized_posteriors(face, sim, box, np.repeat(x, 2, axis=0), n_samples=600, seed=7)
     assert np.all(a.reliable) and np.all(a.ess_fraction > 0.6 * alone.ess_fraction), \
         (a.ess_fraction, alone.ess_fraction)
+
+
+def _summary(box, s):
+    g = np.where(box.is_log, np.log10(s), s)
+    return np.median(g, axis=0), np.subtract(*np.percentile(g, [84, 16], axis=0))
+
+
+def test_weighing_stops_at_enough_effective_draws_with_the_posterior_of_weighing_all(setup):
+    sim, box, x, ref = setup
+    face = _Face(LatentStudentT.fit(box, ref, inflate=1.2, df=1000))
+    staged = amortized.amortized_posteriors(face, sim, box, x, n_samples=8000, seed=2)
+    every = amortized.amortized_posteriors(face, sim, box, x, n_samples=8000, seed=2, min_effective=None)
+    assert every.weighed[0] == 8000 and staged.weighed[0] < 8000, staged.weighed
+    assert staged.ess_fraction[0] * staged.weighed[0] >= 0.9 * amortized.MIN_EFFECTIVE
+    assert staged.reliable[0] and every.reliable[0]
+    med_ref, w_ref = _summary(box, ref)
+    sd_ref = w_ref / 2
+    for out in (staged, every):   # both the posterior: the reference's medians and widths
+        med, w = _summary(box, out.samples[0])
+        assert np.all(np.abs(med - med_ref) < 0.12 * sd_ref), (out.weighed, (med - med_ref) / sd_ref)
+        assert np.all(np.abs(w / w_ref - 1) < 0.12), (out.weighed, w / w_ref)
+
+
+def test_each_spectrum_weighs_what_it_needs_and_its_answer_does_not_depend_on_the_others(setup):
+    sim, box, x, ref = setup
+    face = _Face(LatentStudentT.fit(box, ref, inflate=1.2, df=1000))
+    # a spectrum of other parameters: the same "network" misses it, so all its draws are weighed
+    other = sim(np.array([[2.6, 0.5, 0.4, 300.0]]), np.random.default_rng(9))
+    both = amortized.amortized_posteriors(face, sim, box, np.vstack([x, other]), n_samples=10_000, seed=3)
+    alone = amortized.amortized_posteriors(face, sim, box, x, n_samples=10_000, seed=3)
+    assert both.weighed[0] < 10_000 and both.weighed[1] == 10_000, both.weighed
+    np.testing.assert_array_equal(both.samples[0], alone.samples[0])
+    assert both.ess_fraction[0] == alone.ess_fraction[0]
+
+
+def test_every_first_rows_of_the_proposals_hold_the_t_share():
+    box = build_prior(_simulator(exposure=30.0).model.parameters, {
+        "powerlaw.PhoIndex": ("uniform", 1.0, 3.0), "powerlaw.norm": ("log", 0.01, 1.0),
+        "bbodyrad.kT": ("uniform", 0.2, 3.0), "bbodyrad.norm": ("log", 1.0, 1e3)})
+    raw = box.sample(3000, rng=1).reshape(1, 3000, -1)
+    proposals, wider = amortized._defensive_proposals(box, raw, np.random.default_rng(2))
+    from_net = np.isin(proposals[0], raw[0]).all(axis=1)
+    for j in (10, 100, 1024, 2048, 3000):
+        assert abs((~from_net[:j]).sum() - amortized.DEFENSIVE_SHARE * j) <= 1, j
+    # the network rows kept are its first ones, in order; the t was fitted to the rest
+    np.testing.assert_array_equal(proposals[0][from_net], raw[0, :from_net.sum()])

@@ -222,6 +222,7 @@ def _refine(posterior, sessions, box, x, factors, checked, args, setup):
     prior = {k: tuple(v) if isinstance(v, list) else v for k, v in setup["prior"].items()}
     samples, ess = checked.samples.copy(), checked.ess_fraction.copy()
     k, ok = checked.pareto_k.copy(), checked.reliable.copy()
+    weighed = None if checked.weighed is None else checked.weighed.copy()
     rounds = [""] * len(sessions)
     for i in [j for j, good in enumerate(checked.reliable) if not good]:
         label = checked.labels[i]
@@ -238,13 +239,16 @@ def _refine(posterior, sessions, box, x, factors, checked, args, setup):
                      f"{how})")
         if r.correction is not None:
             ess[i], k[i] = r.correction.ess_fraction, r.correction.pareto_k
+            if weighed is not None:
+                weighed[i] = r.correction.n
         ok[i] = r.samples_source in ("corrected", "chain")
         if ok[i]:
             samples[i] = r.samples[:args.samples]
         else:
             log.warning("%s: still unreliable after the adaptive loop; its draws are the network's",
                         label)
-    return replace(checked, samples=samples, ess_fraction=ess, pareto_k=k, reliable=ok), rounds
+    return replace(checked, samples=samples, ess_fraction=ess, pareto_k=k, reliable=ok,
+                   weighed=weighed), rounds
 
 
 def _ood(reference, x, labels, strict: bool) -> list[str]:
@@ -302,8 +306,8 @@ def _write_tracks_csv(path, labels, times, axis_label, counts, summaries, box, f
     head = ["spectrum", "time_s" if axis_label.startswith("time") else "index", "counts"]
     for n in box.names:
         head += [f"{n}_median", f"{n}_lo68", f"{n}_hi68"]
-    w.writerow(head + ["ess_fraction", "pareto_k", "likelihood_check", "out_of_distribution",
-                       "setup", "refine_rounds"])
+    w.writerow(head + ["ess_fraction", "pareto_k", "draws_weighed", "likelihood_check",
+                       "out_of_distribution", "setup", "refine_rounds"])
     rounds = rounds or [""] * len(labels)
     for i, (label, t, n, summ, flag) in enumerate(zip(labels, times, counts, summaries, flags)):
         row = [label, f"{t:.6f}", f"{n:.0f}"]
@@ -311,9 +315,10 @@ def _write_tracks_csv(path, labels, times, axis_label, counts, summaries, box, f
             row += [f"{s.median:.6g}", f"{s.lo68:.6g}", f"{s.hi68:.6g}"]
         if checked.corrected:
             state = "passed" if checked.reliable[i] else "failed"
-            check = [f"{checked.ess_fraction[i]:.4g}", f"{checked.pareto_k[i]:.3g}", state]
+            weighed = "" if checked.weighed is None else f"{checked.weighed[i]:d}"
+            check = [f"{checked.ess_fraction[i]:.4g}", f"{checked.pareto_k[i]:.3g}", weighed, state]
         else:
-            check = ["", "", "not computed (--no-correct)"]
+            check = ["", "", "", "not computed (--no-correct)"]
         differ = checked.differences[i] if i < len(checked.differences) else ()
         w.writerow(row + check + [flag, "; ".join(differ) if differ else "training set-up",
                                   rounds[i]])
