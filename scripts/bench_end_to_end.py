@@ -259,10 +259,11 @@ def amortized_case(bud, seed, across_setups: bool):
                                     np.stack([s.observed() for s in sessions]),
                                     n_samples=bud["n_samples"], seed=seed,
                                     simulators=[s.simulator() for s in sessions])
-        samples, reliable, ess = list(post.samples), list(post.reliable), list(post.ess_fraction)
     else:
         post = r.posteriors_for(spectra, n_samples=bud["n_samples"], seed=seed)
-        samples, reliable, ess = list(post.samples), list(post.reliable), list(post.ess_fraction)
+    samples, reliable, ess = list(post.samples), list(post.reliable), list(post.ess_fraction)
+    weighed = (f"{int(np.min(post.weighed)):,}-{int(np.max(post.weighed)):,} of {bud['n_samples']:,}"
+               if post.weighed is not None else "all")
     t_apply = time.perf_counter() - t0
     t_chains, ags, refs = [], [], []
     for i, s in enumerate(sessions):
@@ -279,7 +280,7 @@ def amortized_case(bud, seed, across_setups: bool):
                          ess=ref_ess, k=ref_k))
     return dict(key="f" if across_setups else "e", n=n, t_train=t_train, t_apply=t_apply,
                 t_chains=float(np.sum(t_chains)), t_chain_one=float(np.mean(t_chains)),
-                n_reliable=int(np.sum(reliable)), ess_median=float(np.nanmedian(ess)),
+                n_reliable=int(np.sum(reliable)), ess_median=float(np.nanmedian(ess)), weighed=weighed,
                 dmed=float(np.max([a["dmed"] for a in ags])),
                 dmed_median=float(np.median([a["dmed"] for a in ags])),
                 w_lo=float(np.min([a["w_lo"] for a in ags])), w_hi=float(np.max([a["w_hi"] for a in ags])),
@@ -333,8 +334,8 @@ def table(rows, quick: bool, bud: dict) -> str:
     amort = [r for r in rows if r["key"] in ("e", "f")]
     if amort:
         lines += ["", "| amortized | spectra | train s | apply s (all) | chains s (all) | total ratio (<=0.1) "
-                  "| per extra spectrum / one chain (<=0.01) | reliable | median ESS | max dmedian/sd (median) "
-                  "| width ratio | load |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "| per extra spectrum / one chain (<=0.01) | reliable | median ESS | draws weighed | max dmedian/sd (median) "
+                  "| width ratio | load |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in amort:
             total = (r["t_train"] + r["t_apply"]) / r["t_chains"]
             # at 23 spectra: training once, applying and chaining per spectrum
@@ -343,7 +344,7 @@ def table(rows, quick: bool, bud: dict) -> str:
             lines.append(
                 f"| {r['key']}: {r['what']} | {r['n']} | {r['t_train']:.1f} | {r['t_apply']:.2f} "
                 f"| {r['t_chains']:.1f} | {total:.3f}; at 23: {total23:.3f} ({mark(total23 <= 0.1)}) | {per:.4f} ({mark(per <= 0.01)}) "
-                f"| {r['n_reliable']}/{r['n']} | {100 * r['ess_median']:.0f} % | {r['dmed']:.3f} "
+                f"| {r['n_reliable']}/{r['n']} | {100 * r['ess_median']:.0f} % | {r['weighed']} | {r['dmed']:.3f} "
                 f"({r['dmed_median']:.3f}) | {r['w_lo']:.2f}-{r['w_hi']:.2f} | {r['load']:.1f} |")
         lines += ["", "Against an independent reference (importance sampling from a t fitted to the chain and "
                   "SBI's draws together, widened 1.6x; targets <= 0.1 sd, widths 0.9-1.1; the columns above "
