@@ -131,3 +131,29 @@ def test_every_first_rows_of_the_proposals_hold_the_t_share():
         assert abs((~from_net[:j]).sum() - amortized.DEFENSIVE_SHARE * j) <= 1, j
     # the network rows kept are its first ones, in order; the t was fitted to the rest
     np.testing.assert_array_equal(proposals[0][from_net], raw[0, :from_net.sum()])
+
+
+def test_a_spectrum_no_draw_of_which_can_be_weighed_is_flagged_and_the_others_answered(setup, monkeypatch):
+    sim, box, x, ref = setup
+    monkeypatch.setattr(amortized, "DEFENSIVE_SHARE", 0.0)   # the t would weigh them: the network alone
+    t = LatentStudentT.fit(box, ref, inflate=1.2, df=1000)
+
+    class HalfBlind(_Face):   # a density that is zero at every draw of the second spectrum
+        def log_prob(self, theta, x_row):
+            return np.full(len(theta), -np.inf) if x_row[0] < 0 else self.t.log_prob(theta)
+
+    bad = x.copy()
+    bad[0, 0] = -1.0   # only the fake network reads it; its counts are x's otherwise
+    out = amortized.amortized_posteriors(HalfBlind(t), sim, box, np.vstack([x, x]), n_samples=3000,
+                                         seed=4, min_effective=500)
+    assert np.all(out.reliable)
+    x_net = np.vstack([x, bad])
+
+    class Reads(HalfBlind):   # the network sees the marked row, the likelihood the real counts
+        def with_exposure(self, rows, factors):
+            return x_net
+
+    out = amortized.amortized_posteriors(Reads(t), sim, box, np.vstack([x, x]), n_samples=3000, seed=4,
+                                         min_effective=500, exposure_factors=[1.0, 1.0])
+    assert out.reliable[0] and not out.reliable[1] and out.ess_fraction[1] == 0
+    assert out.flagged == ("#1",) and out.weighed[1] == 3000

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from xspec_sbi.checks.importance import importance_correct, log_like_constant
+from xspec_sbi.checks.importance import ImportanceError, importance_correct, log_like_constant
 from xspec_sbi.forward.objective import poolable, statistics_of_spectra
 from xspec_sbi.forward.pooled import RowCost, worth_a_pool
 from xspec_sbi.forward.simulate import make_pool
@@ -351,7 +351,12 @@ def amortized_posteriors(posterior, simulator, prior, x: np.ndarray, *, n_sample
             for i in todo:
                 if weighed[i] >= n_samples:
                     continue
-                so_far = weigh(i, weighed[i], 0)
+                try:
+                    so_far = weigh(i, weighed[i], 0)
+                except ImportanceError:   # no weight above zero yet: weigh them all
+                    goal[i] = n_samples
+                    still.append(i)
+                    continue
                 effective = min(so_far.ess, so_far.ess_smoothed)   # the smaller: the reported one is raw
                 if so_far.reliable and effective >= min_effective:
                     continue
@@ -366,7 +371,12 @@ def amortized_posteriors(posterior, simulator, prior, x: np.ndarray, *, n_sample
     samples = raw.copy()
     ess, k, ok = nan.copy(), nan.copy(), np.zeros(m, bool)
     for i in range(m):
-        res = weigh(i, weighed[i], np.random.default_rng([seed, 2, i]), n_resample=n_samples)
+        try:
+            res = weigh(i, weighed[i], np.random.default_rng([seed, 2, i]), n_resample=n_samples)
+        except ImportanceError as exc:   # no draw has a non-zero weight: this spectrum is flagged
+            log.warning("%s: the exact-likelihood check cannot weigh its draws (%s)", labels[i], exc)
+            ess[i] = 0.0
+            continue
         ess[i], k[i], ok[i] = res.ess_fraction, res.pareto_k, res.reliable
         if res.reliable:
             samples[i] = res.theta
