@@ -164,9 +164,12 @@ def test_amortized_draws_are_corrected_per_spectrum_and_agree_with_chains(result
     truths = np.array([[0.15, 1.6, 0.8], [0.2, 1.7, 1.0], [0.25, 1.9, 1.3], [0.3, 1.5, 0.9],
                        [0.18, 1.8, 1.1]])
     x = sim(truths, np.random.default_rng(11))
-    out = r.posteriors_for(x, n_samples=2000, seed=4)
-    assert out.corrected and out.samples.shape == (5, 2000, 3)
+    out = r.posteriors_for(x, n_samples=6000, seed=4)
+    assert out.corrected and out.samples.shape == (5, 6000, 3)
     assert out.reliable.sum() >= 4, out.summary()
+    # each spectrum's weighing stopped at 1,000 effective draws, or weighed them all
+    effective = out.ess_fraction * out.weighed
+    assert np.all((out.weighed == 6000) | (effective >= 1000)), (out.weighed, effective)
     for i in np.flatnonzero(out.reliable):
         stat = sim_stat(sim, x[i])
         _, chain = fit_and_chain(stat, np.median(out.samples[i], axis=0), r.prior,
@@ -178,7 +181,7 @@ def test_amortized_draws_are_corrected_per_spectrum_and_agree_with_chains(result
         assert np.all(diff < 0.3), (i, diff)
         assert np.all((0.75 < ratio) & (ratio < 1.3)), (i, ratio)
     # without the weights the draws are the network's own, unchanged
-    plain = r.posteriors_for(x, n_samples=2000, seed=4, correct=False)
+    plain = r.posteriors_for(x, n_samples=6000, seed=4, correct=False)
     assert np.array_equal(plain.samples, out.raw) and plain.flagged == ()
 
 

@@ -381,7 +381,8 @@ class SBIResult:
 
     # -- amortized use -------------------------------------------------------------
     def posteriors_for(self, observations, n_samples: int = 1000, seed: int = 0,
-                       correct: bool = True, *, workers: int | None = None, executor=None):
+                       correct: bool = True, *, workers: int | None = None, executor=None,
+                       min_effective: float | None = 1000):
         """Posteriors of many observations of the same set-up: one batched call, each checked.
 
         Each observation's draws are weighted by its own exact likelihood
@@ -406,6 +407,10 @@ class SBIResult:
             work outweighs starting them; 1: this process). Same numbers either way.
         executor : SimulatorPool, optional
             A running pool to use instead.
+        min_effective : float or None
+            Each observation's draws are weighed in stages until this many are
+            effective (default 1,000, :data:`xspec_sbi.amortized.MIN_EFFECTIVE`),
+            or all ``n_samples`` are; None weighs them all.
 
         Returns
         -------
@@ -431,7 +436,8 @@ class SBIResult:
         return amortized_posteriors(self.posterior, self.session.simulator(), self.prior, x,
                                     n_samples=n_samples, seed=seed, correct=correct, labels=labels,
                                     simulators=simulators, differences=differences,
-                                    exposure_factors=factors, workers=workers, executor=executor)
+                                    exposure_factors=factors, workers=workers, executor=executor,
+                                    min_effective=min_effective)
 
     def posterior_samples_for(self, observations, n_samples: int = 1000, seed: int = 0,
                               correct: bool = True) -> np.ndarray:
