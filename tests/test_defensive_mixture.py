@@ -157,3 +157,11 @@ def test_a_spectrum_no_draw_of_which_can_be_weighed_is_flagged_and_the_others_an
                                          min_effective=500, exposure_factors=[1.0, 1.0])
     assert out.reliable[0] and not out.reliable[1] and out.ess_fraction[1] == 0
     assert out.flagged == ("#1",) and out.weighed[1] == 3000
+
+
+def test_posteriors_for_weighs_to_the_same_number_of_effective_draws_by_default():
+    import inspect
+
+    from xspec_sbi.result import SBIResult
+    default = inspect.signature(SBIResult.posteriors_for).parameters["min_effective"].default
+    assert default == amortized.MIN_EFFECTIVE

@@ -320,14 +320,16 @@ def amortized_posteriors(posterior, simulator, prior, x: np.ndarray, *, n_sample
             out = np.logaddexp(np.log1p(-share) + out, np.log(share) + wider[i].log_prob(theta))
         return out
 
+    consts = [log_like_constant(simulator if simulators is None else simulators[i], x[i])
+              for i in range(m)]
+
     def weigh(i, n_weighed, rng_i, n_resample=1):
         theta, lq = proposals[i, :n_weighed], np.concatenate(parts_q[i])
-        const = log_like_constant(simulator if simulators is None else simulators[i], x[i])
         # A draw the flow put on a prior bound (a log-uniform parameter rounded onto it) has
         # no finite density there: left out of the weighting, which it cannot enter
         use = np.isfinite(lq)
         return importance_correct(theta[use], lq[use], prior.log_prob(theta[use]),
-                                  -0.5 * stat[i, :n_weighed][use], rng_i, log_like_constant=const,
+                                  -0.5 * stat[i, :n_weighed][use], rng_i, log_like_constant=consts[i],
                                   n_resample=n_resample)
 
     stat = np.full((m, n_samples), np.nan)
