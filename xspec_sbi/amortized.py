@@ -54,8 +54,9 @@ DEFENSIVE_INFLATE = 2.0
 #: past it refine the posterior's Monte Carlo error only (1,000 effective draws put a
 #: median within ~0.04 sd of the exact one), and the statistic of each draw (XSPEC's model,
 #: the folding) is most of an amortized spectrum's cost. XSPEC's default chain (8 walkers,
-#: 50,000 samples) held 107-1,122 effective draws per parameter on three burst spectra
-#: (emcee's integrated autocorrelation time; ``scripts/bench_amortized_apply.py`` prints it).
+#: 50,000 samples) held 90-1,122 effective draws per parameter on three burst spectra
+#: (emcee's integrated autocorrelation time; ``scripts/bench_amortized_apply.py`` prints the
+#: first spectrum's: 90-327).
 MIN_EFFECTIVE = 1000
 
 #: Draws weighed first per spectrum, and the step the later stages are rounded up to.
