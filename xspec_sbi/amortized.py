@@ -1,16 +1,14 @@
 """Amortized posteriors for many spectra, each checked against its own exact likelihood.
 
-One trained network gives draws for every spectrum of a set-up in one batched
-call; each spectrum's draws are then weighted by its exact Poisson likelihood
-(C-stat, or W-stat with a background), with a widened Student t mixed in
-so that posterior mass the network leaves out can be found, so the answer is
-that spectrum's posterior wherever the weights are reliable, and the spectra where they are
-not are named (refine them with ``sbi_fit(..., network=...)``, or
-``xspec-sbi apply --refine``). The statistics of all spectra are computed by
-foldings of blocks of a few hundred draws taken across the spectra: blocks
-near the size of the CPU's caches evaluate and fold ~2-4 times faster than
-one block of every draw (burst set-up, 2,779 energies x 193 bins: 10,000
-draws in 1.3-1.5 s at 256-2,048 rows, 5-7 s at 200,000), with the same bits.
+One trained network gives draws for every spectrum of a set-up; each
+spectrum's draws are weighted by its exact Poisson likelihood (C-stat, or
+W-stat with a background), with a widened Student t mixed in so that
+posterior mass the network leaves out can be found: the answer is that
+spectrum's posterior wherever the weights are reliable, and the spectra where
+they are not are named (refine them with ``sbi_fit(..., network=...)``, or
+``xspec-sbi apply --refine``). The statistics are folded in blocks of a few
+hundred draws across the spectra (cache-sized blocks fold ~2-4x faster than
+one block of every draw, with the same bits).
 
 A spectrum's draws are weighed in stages and its weighting stops once
 :data:`MIN_EFFECTIVE` of them are effective: each draw's statistic (XSPEC's
@@ -18,6 +16,8 @@ model on the response's energies, the folding) is most of the cost, and past
 that the extra draws refine the answer's Monte Carlo error only. Burst set-up,
 10,000 draws asked per spectrum: 2,048-5,632 weighed, 0.52 s per spectrum
 against 1.12 s when all are weighed (``scripts/bench_amortized_apply.py``).
+The network's draws are made as far as the weighting reaches, a block of
+:data:`STREAM_BLOCK` at a time, each from the spectrum's own seed.
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ from functools import cached_property
 import numpy as np
 
 from xspec_sbi.checks.importance import ImportanceError, importance_correct, log_like_constant
-from xspec_sbi.data.setup_match import SetupError, setup_differences
+from xspec_sbi.data.setup_match import SetupError, exposure_note, setup_differences
 from xspec_sbi.forward.objective import poolable, statistics_of_spectra
 from xspec_sbi.forward.pooled import RowCost, worth_a_pool
 from xspec_sbi.forward.simulate import make_pool
@@ -71,23 +71,6 @@ STAGE_ROWS = 512
 #: and most of them went unused), and a spectrum's draws are the same whatever other
 #: spectra share the call.
 STREAM_BLOCK = 1024
-
-
-def exposure_note(config, factor: float) -> str:
-    """What an exposure factor means for this network: read as an input, or judged only.
-
-    Returns '' for a factor the network was trained for (or 1), else a short note.
-    """
-    rng_ = getattr(config, "exposure_range", None)
-    if np.isclose(factor, 1.0, rtol=1e-9):
-        return ""
-    if rng_ is None:
-        return "network trained at one exposure: judged by the exact likelihood alone"
-    lo, hi = rng_
-    if not lo * (1 - 1e-9) <= factor <= hi * (1 + 1e-9):
-        return (f"outside the network's exposure range {lo:g}-{hi:g} (an extrapolation, "
-                "judged by the exact likelihood)")
-    return f"read by the network (trained over exposure x {lo:g}-{hi:g})"
 
 
 @dataclass(frozen=True, eq=False)

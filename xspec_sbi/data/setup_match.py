@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["SetupError", "setup_differences"]
+__all__ = ["SetupError", "setup_differences", "exposure_note"]
 
 
 class SetupError(ValueError):
@@ -81,3 +81,20 @@ def setup_differences(template, spectrum) -> list[str]:
         if d > 1e-9:
             out.append(f"background scaling differs by at most {100 * d:.2g} %")
     return out
+
+
+def exposure_note(config, factor: float) -> str:
+    """What an exposure factor means for this network: read as an input, or judged only.
+
+    Returns '' for a factor the network was trained for (or 1), else a short note.
+    """
+    rng_ = getattr(config, "exposure_range", None)
+    if np.isclose(factor, 1.0, rtol=1e-9):
+        return ""
+    if rng_ is None:
+        return "network trained at one exposure: judged by the exact likelihood alone"
+    lo, hi = rng_
+    if not lo * (1 - 1e-9) <= factor <= hi * (1 + 1e-9):
+        return (f"outside the network's exposure range {lo:g}-{hi:g} (an extrapolation, "
+                "judged by the exact likelihood)")
+    return f"read by the network (trained over exposure x {lo:g}-{hi:g})"
