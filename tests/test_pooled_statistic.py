@@ -166,7 +166,9 @@ def test_small_work_stays_in_this_process():
 
 def test_a_pool_measured_slower_is_left_alone():
     sizes, here, task = _units(40, 2e-5)          # 4,000 rows, ~80 ms of work
-    ex = Recording(delay=0.05)                    # each task waits 50 ms: slower than here
+    # each task (400 rows) waits 0.2 s: ~2.6e-4 s a row on the 2 threads, above the 2e-5 s a row
+    # here even when a loaded machine stretches that sleep 10x (at 0.05 s, 8e-5 against 8.2e-5 once)
+    ex = Recording(delay=0.2)
     cost = RowCost()
     out = evaluate_units(ex, sizes, here, task, cost, "test")
     np.testing.assert_array_equal(out, np.arange(4000.0))
