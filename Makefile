@@ -7,8 +7,9 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
-# pytest-xdist processes for the engine tests, a test file each (its module fixtures are
-# built once); every test is single-threaded (one torch thread), so 2 fill CI's 2 cores
+# pytest-xdist processes for the engine tests and for the live PyXspec tests, a test file
+# each (its module fixtures are built once); every test is single-threaded (one torch
+# thread), so 2 fill CI's 2 cores. Each live worker has its own HOME (tests/conftest.py).
 TEST_WORKERS ?= 2
 
 $(BIN)/.installed: setup.cfg pyproject.toml
@@ -26,10 +27,10 @@ demo: $(BIN)/.installed
 test: $(BIN)/.installed
 	env -u HEADAS $(BIN)/python -m pytest -ra -q -n $(TEST_WORKERS) --dist loadfile \
 	    --ignore-glob='tests/test_pyxspec_live*'
-	tests/run_pyxspec_live.sh $(BIN)/python
+	tests/run_pyxspec_live.sh $(BIN)/python -n $(TEST_WORKERS) --dist loadfile
 
 test-live: $(BIN)/.installed
-	tests/run_pyxspec_live.sh $(BIN)/python
+	tests/run_pyxspec_live.sh $(BIN)/python -n $(TEST_WORKERS) --dist loadfile
 
 bench: $(BIN)/.installed
 	$(BIN)/python scripts/bench_simulator.py

@@ -1,7 +1,10 @@
 """Shared pytest fixtures."""
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -33,6 +36,15 @@ def one_torch_thread():
 
 
 # --- PyXspec (the live suite, tests/test_pyxspec_live*.py) -------------------
+
+# XSPEC writes $HOME/.xspec (Xspec.init, the command history) when PyXspec is imported: two
+# pytest-xdist workers of the live suite sharing one HOME would write the same files at once.
+# Each worker gets its own, set here because conftest.py is imported before any test module
+# (tests/pyxspec_live_support.py imports xspec); the engine run (HEADAS unset) keeps HOME.
+if os.environ.get("PYTEST_XDIST_WORKER") and os.environ.get("HEADAS"):
+    _home = tempfile.mkdtemp(prefix=f"xspec_sbi_home_{os.environ['PYTEST_XDIST_WORKER']}_")
+    os.environ["HOME"] = _home
+    atexit.register(shutil.rmtree, _home, ignore_errors=True)
 
 #: Set by tests/run_pyxspec_live.sh when the shared PyXspec is unpacked: a
 #: live test that skips there is a failure (it would hide a broken set-up).

@@ -2,7 +2,8 @@
 # The live PyXspec tests (tests/test_pyxspec_live*.py), in their own pytest
 # process: XSPEC 12.9.1 / PyXspec 2.0.0 from ../shared/pyxspec, unpacked once
 # into .pyxspec/ (ignored by git), HOME a temporary folder (XSPEC writes
-# $HOME/.xspec), stdin from /dev/null (XSPEC prompts when a response is
+# $HOME/.xspec; under pytest-xdist, `make test`'s -n 2, each worker makes its own,
+# tests/conftest.py), stdin from /dev/null (XSPEC prompts when a response is
 # missing from a header). env.sh is sourced for this process only: importing
 # xspec with HEADAS unset kills the process, and the engine tests of the main
 # run use the xspectrampoline wheel's library, not 12.9.1's.
