@@ -121,73 +121,17 @@ def test_each_spectrum_weighs_what_it_needs_and_its_answer_does_not_depend_on_th
     assert both.ess_fraction[0] == alone.ess_fraction[0]
 
 
-class _Counting:
-    """A "network" whose draws are the prior's, each row of x its own seed; counts the rows made."""
-
-    def __init__(self, box):
-        self.box, self.made = box, 0
-
-    def sample(self, x, n, rng):
-        self.made += len(x) * n
-        return np.stack([self.box.sample(n, rng=np.random.default_rng([rng, int(r[0])])) for r in x])
-
-    def log_prob(self, theta, x):
-        return self.box.log_prob(theta)
-
-
-def _box():
-    return build_prior(_simulator(exposure=30.0).model.parameters, {
+def test_every_first_rows_of_the_proposals_hold_the_t_share():
+    box = build_prior(_simulator(exposure=30.0).model.parameters, {
         "powerlaw.PhoIndex": ("uniform", 1.0, 3.0), "powerlaw.norm": ("log", 0.01, 1.0),
         "bbodyrad.kT": ("uniform", 0.2, 3.0), "bbodyrad.norm": ("log", 1.0, 1e3)})
-
-
-def test_every_first_rows_of_the_proposals_hold_the_t_share():
-    box = _box()
-    draws = amortized._NetworkDraws(_Counting(box), np.zeros((1, 3)), 3000, seed=1)
-    proposals = amortized._DefensiveProposals(box, draws, seed=2)
-    rows = proposals.rows(0, 0, 3000)
-    made = draws.first(0, 4000)
-    from_net = np.isin(rows, made).all(axis=1)
+    raw = box.sample(3000, rng=1).reshape(1, 3000, -1)
+    proposals, wider = amortized._defensive_proposals(box, raw, np.random.default_rng(2))
+    from_net = np.isin(proposals[0], raw[0]).all(axis=1)
     for j in (10, 100, 1024, 2048, 3000):
         assert abs((~from_net[:j]).sum() - amortized.DEFENSIVE_SHARE * j) <= 1, j
-    # the network rows are its draws after the ones the t was fitted to, in order
-    n_fit = proposals.n_fit
-    assert n_fit == min(int(0.3 * 3000), amortized.STREAM_BLOCK)
-    np.testing.assert_array_equal(rows[from_net], made[n_fit:n_fit + from_net.sum()])
-    assert not np.isin(made[:n_fit], rows).all(axis=1).any()
-    # rows asked for in stages are the rows asked for at once
-    np.testing.assert_array_equal(np.vstack([proposals.rows(0, 0, 1000), proposals.rows(0, 1000, 3000)]),
-                                  rows)
-
-
-def test_network_draws_are_made_only_as_far_as_the_weighting_needs_and_per_spectrum(setup):
-    sim, box, x, ref = setup
-    face = _Face(LatentStudentT.fit(box, ref, inflate=1.2, df=1000))
-    made = []
-
-    class Counted(_Face):
-        def sample(self, x_rows, n, rng):
-            made.append(len(x_rows) * n)
-            return super().sample(x_rows, n, rng)
-
-    out = amortized.amortized_posteriors(Counted(face.t), sim, box, x, n_samples=20_000, seed=5)
-    net_rows = out.weighed[0] - np.floor(out.weighed[0] * amortized.DEFENSIVE_SHARE)
-    assert out.reliable[0] and out.weighed[0] < 20_000
-    # the t's fit rows and the weighed network rows, to the block: not the 20,000 asked for
-    assert sum(made) < 20_000 and sum(made) <= 1024 * np.ceil((1024 + net_rows) / 1024), (made, out.weighed)
-    # the rest are made when the raw draws are read, the first ones unchanged
-    assert out.raw.shape == (1, 20_000, 4) and sum(made) >= 20_000
-    # a spectrum's draws do not depend on the others in the call, nor on how many are asked
-    draws = amortized._NetworkDraws(_Counting(box), np.array([[0.0], [1.0], [2.0]]), 3000, seed=1)
-    alone = amortized._NetworkDraws(_Counting(box), np.array([[2.0]]), 3000, seed=1)
-    np.testing.assert_array_equal(draws.first(2, 2500), draws.all()[2, :2500])
-    np.testing.assert_array_equal(draws.first(2, 700), draws.first(2, 3000)[:700])
-    assert not np.array_equal(draws.first(0, 700), draws.first(1, 700))
-    # (spectrum 2 of three has the seeds of spectrum 0 alone: per index, so compare index with index)
-    np.testing.assert_array_equal(amortized._NetworkDraws(_Counting(box), np.array([[2.0], [0.0], [2.0]]),
-                                                          3000, seed=1).first(2, 900),
-                                  draws.first(2, 900))
-    del alone
+    # the network rows kept are its first ones, in order; the t was fitted to the rest
+    np.testing.assert_array_equal(proposals[0][from_net], raw[0, :from_net.sum()])
 
 
 def test_a_spectrum_no_draw_of_which_can_be_weighed_is_flagged_and_the_others_answered(setup, monkeypatch):

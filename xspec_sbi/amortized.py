@@ -16,8 +16,6 @@ model on the response's energies, the folding) is most of the cost, and past
 that the extra draws refine the answer's Monte Carlo error only. Burst set-up,
 10,000 draws asked per spectrum: 2,048-5,632 weighed, 0.52 s per spectrum
 against 1.12 s when all are weighed (``scripts/bench_amortized_apply.py``).
-The network's draws are made as far as the weighting reaches, a block of
-:data:`STREAM_BLOCK` at a time, each from the spectrum's own seed.
 """
 from __future__ import annotations
 
@@ -26,7 +24,6 @@ import logging
 import os
 import time
 from dataclasses import dataclass
-from functools import cached_property
 
 import numpy as np
 
@@ -65,13 +62,6 @@ MIN_EFFECTIVE = 1000
 FIRST_WEIGHED = 2048
 STAGE_ROWS = 512
 
-#: A spectrum's network draws are made this many rows at a time, each block from a seed of
-#: its own (the spectrum's and the block's index), when first needed: the draws past those
-#: weighed are never made (making all 10,000 of a burst spectrum's took ~17 % of its time,
-#: and most of them went unused), and a spectrum's draws are the same whatever other
-#: spectra share the call.
-STREAM_BLOCK = 1024
-
 
 @dataclass(frozen=True, eq=False)
 class AmortizedPosteriors:
@@ -83,8 +73,7 @@ class AmortizedPosteriors:
         Per spectrum: the draws reweighted by its exact likelihood and
         resampled (``n`` rows) where the check is reliable, else the network's draws.
     raw : ndarray (m, n, k)
-        The network's own draws: each spectrum's first ``n`` (made on first
-        access where the weighting did not need them all).
+        The network's own draws.
     ess_fraction, pareto_k : ndarray (m,)
         The check of each spectrum (NaN when not corrected).
     reliable : ndarray (m,) of bool
@@ -101,7 +90,7 @@ class AmortizedPosteriors:
     """
 
     samples: np.ndarray
-    _network: object    # the raw draws, or the _NetworkDraws that makes them on demand
+    raw: np.ndarray
     ess_fraction: np.ndarray
     pareto_k: np.ndarray
     reliable: np.ndarray
@@ -109,12 +98,6 @@ class AmortizedPosteriors:
     corrected: bool
     differences: tuple = ()
     weighed: np.ndarray | None = None
-
-    @cached_property
-    def raw(self) -> np.ndarray:
-        if isinstance(self._network, np.ndarray):
-            return self._network
-        return self._network.all()
 
     @property
     def flagged(self) -> tuple[str, ...]:
@@ -231,29 +214,29 @@ def amortized_posteriors(posterior, simulator, prior, x: np.ndarray, *, n_sample
     factors = np.broadcast_to(np.asarray(1.0 if exposure_factors is None else exposure_factors,
                                          dtype=float), (m,))
     x_net = posterior.with_exposure(x, factors) if hasattr(posterior, "with_exposure") else x
-    draws = _NetworkDraws(posterior, x_net, n_samples, seed)   # the same draws with or without the weights
+    raw = posterior.sample(x_net, n_samples, rng=seed)   # the same draws with or without the weights
+    rng = np.random.default_rng([seed, 1])
+    raw = raw.reshape(m, n_samples, -1)
     nan = np.full(m, np.nan)
     differences = tuple(tuple(d) for d in differences)
     if not correct:
-        raw = draws.all()
         return AmortizedPosteriors(raw, raw, nan, nan.copy(), np.zeros(m, bool), labels, False,
                                    differences)
-    proposals = _DefensiveProposals(prior, draws, seed)
-    share = DEFENSIVE_SHARE if proposals.wider else 0.0
+    proposals, wider = _defensive_proposals(prior, raw, rng)
+    share = DEFENSIVE_SHARE if wider else 0.0
 
     def log_q(i, a, b):
-        theta = proposals.rows(i, a, b)
+        theta = proposals[i, a:b]
         out = posterior.log_prob(theta, x_net[i])
-        if proposals.wider:   # the mixture's density: draws of either component weigh in it alike
-            out = np.logaddexp(np.log1p(-share) + out,
-                               np.log(share) + proposals.wider[i].log_prob(theta))
+        if wider:   # the mixture's density: draws of either component weigh in it alike
+            out = np.logaddexp(np.log1p(-share) + out, np.log(share) + wider[i].log_prob(theta))
         return out
 
     consts = [log_like_constant(simulator if simulators is None else simulators[i], x[i])
               for i in range(m)]
 
     def weigh(i, n_weighed, rng_i, n_resample=1):
-        theta, lq = proposals.rows(i, 0, n_weighed), np.concatenate(parts_q[i])
+        theta, lq = proposals[i, :n_weighed], np.concatenate(parts_q[i])
         # A draw the flow put on a prior bound (a log-uniform parameter rounded onto it) has
         # no finite density there: left out of the weighting, which it cannot enter
         use = np.isfinite(lq)
@@ -265,8 +248,8 @@ def amortized_posteriors(posterior, simulator, prior, x: np.ndarray, *, n_sample
     parts_q = [[] for _ in range(m)]
     weighed = np.zeros(m, dtype=int)
     goal = np.full(m, n_samples if min_effective is None else min(n_samples, FIRST_WEIGHED))
-    first = np.stack([proposals.rows(i, 0, int(goal.min())) for i in range(m)])
-    with _statistics_pool(simulator, simulators, x, first, block_rows, workers, executor) as (pool, cost):
+    with _statistics_pool(simulator, simulators, x, proposals[:, :int(goal.min())], block_rows,
+                          workers, executor) as (pool, cost):
         todo = np.arange(m)
         while todo.size:
             # spectra at the same stage share one batched evaluation
@@ -274,7 +257,7 @@ def amortized_posteriors(posterior, simulator, prior, x: np.ndarray, *, n_sample
                 sel = np.array([i for i in todo if weighed[i] == a and goal[i] == b])
                 stat[sel, a:b] = statistics_of_spectra(
                     simulator, None if simulators is None else [simulators[i] for i in sel],
-                    x[sel], np.stack([proposals.rows(i, a, b) for i in sel]), block_rows, pool, cost)
+                    x[sel], proposals[sel, a:b], block_rows, pool, cost)
                 for i in sel:
                     parts_q[i].append(log_q(i, a, b))
                 weighed[sel] = b
@@ -299,7 +282,7 @@ def amortized_posteriors(posterior, simulator, prior, x: np.ndarray, *, n_sample
                                                  -(-int(wanted) // STAGE_ROWS) * STAGE_ROWS))
                 still.append(i)
             todo = np.array(still, dtype=int)
-    samples = np.empty((m, n_samples, first.shape[2]))
+    samples = raw.copy()
     ess, k, ok = nan.copy(), nan.copy(), np.zeros(m, bool)
     for i in range(m):
         try:
@@ -307,83 +290,38 @@ def amortized_posteriors(posterior, simulator, prior, x: np.ndarray, *, n_sample
         except ImportanceError as exc:   # no draw has a non-zero weight: this spectrum is flagged
             log.warning("%s: the exact-likelihood check cannot weigh its draws (%s)", labels[i], exc)
             ess[i] = 0.0
-            res = None
-        if res is not None:
-            ess[i], k[i], ok[i] = res.ess_fraction, res.pareto_k, res.reliable
-        # a spectrum whose check failed keeps the network's own draws
-        samples[i] = res.theta if ok[i] else draws.first(i, n_samples)
-    return AmortizedPosteriors(samples, draws, ess, k, ok, labels, True, differences, weighed)
+            continue
+        ess[i], k[i], ok[i] = res.ess_fraction, res.pareto_k, res.reliable
+        if res.reliable:
+            samples[i] = res.theta
+    return AmortizedPosteriors(samples, raw, ess, k, ok, labels, True, differences, weighed)
 
 
-class _NetworkDraws:
-    """Each spectrum's network draws, made :data:`STREAM_BLOCK` rows at a time when first needed.
+def _defensive_proposals(prior, raw: np.ndarray, rng: np.random.Generator):
+    """Each spectrum's draws to weigh, (m, n, k), and the t of each (empty list: the network's alone).
 
-    Block ``b`` of spectrum ``i`` comes from the seed ``(seed, 3, i, b)``, so
-    a spectrum's first ``j`` draws are the same whatever else was asked and
-    whichever spectra share the call.
-    """
-
-    def __init__(self, posterior, x_net: np.ndarray, n_samples: int, seed: int):
-        self.posterior, self.x_net, self.n, self.seed = posterior, x_net, int(n_samples), seed
-        self._blocks: list[list[np.ndarray]] = [[] for _ in range(len(x_net))]
-
-    def first(self, i: int, n: int) -> np.ndarray:
-        """Spectrum ``i``'s first ``n`` draws, (n, k)."""
-        blocks = self._blocks[i]
-        while len(blocks) * STREAM_BLOCK < n:
-            seed = int(np.random.SeedSequence([self.seed, 3, i, len(blocks)]).generate_state(1)[0])
-            block = self.posterior.sample(self.x_net[i:i + 1], STREAM_BLOCK, rng=seed)
-            blocks.append(np.asarray(block).reshape(STREAM_BLOCK, -1))
-        return np.concatenate(blocks)[:n]
-
-    def all(self) -> np.ndarray:
-        """Every spectrum's first ``n_samples`` draws, (m, n_samples, k)."""
-        return np.stack([self.first(i, self.n) for i in range(len(self.x_net))])
-
-
-class _DefensiveProposals:
-    """Each spectrum's draws to weigh: its network draws, with a Student t's spread among them.
-
-    The first ``min(n_t, STREAM_BLOCK)`` network draws of each spectrum are not
+    The last :data:`DEFENSIVE_SHARE` of each spectrum's network draws are not
     weighed: a Student t is fitted to them (covariance times
-    :data:`DEFENSIVE_INFLATE`, in the prior's probit latent space), so the t
-    does not depend on the draws it is weighed with. Of ``n_samples``
-    proposal rows, ``n_t = floor(n_samples x share)`` are the t's, spread
-    evenly (every first ``j`` rows hold ``floor(j x share)`` of them), so draws
-    weighed in stages are the mixture at every stage; the others are the
-    network's next draws, in order, made when a stage first needs them. Too
-    few draws for a t (``n_t`` under 10, or under ``k + 2`` for ``k``
-    parameters) keep the network's alone (:attr:`wider` empty).
+    :data:`DEFENSIVE_INFLATE`, in the prior's probit latent space) and the same
+    number of its draws take their place, so the cost is the same and the t
+    does not depend on the draws it is weighed with. The t's draws are spread
+    evenly through the rows (every first ``j`` rows hold ``floor(j x share)``
+    of them), so draws weighed in stages are the mixture at every stage. Too
+    few draws for a t (under 10, or under ``k + 2`` for ``k`` parameters)
+    keep the network's alone.
     """
-
-    def __init__(self, prior, draws: _NetworkDraws, seed: int):
-        from xspec_sbi.inference.proposals import LatentStudentT
-        self.draws = draws
-        n = draws.n
-        j = np.arange(n)
-        self.from_t = np.floor((j + 1) * DEFENSIVE_SHARE) > np.floor(j * DEFENSIVE_SHARE)
-        n_t = int(self.from_t.sum())
-        k = getattr(prior, "n_dim", None)
-        self.wider, self.t_draws = [], []
-        if k is None or n_t < max(10, k + 2):
-            self.n_fit = 0
-            return
-        self.n_fit = min(n_t, STREAM_BLOCK)
-        for i in range(len(draws.x_net)):
-            t = LatentStudentT.fit(prior, draws.first(i, self.n_fit), inflate=DEFENSIVE_INFLATE)
-            self.wider.append(t)
-            self.t_draws.append(t.sample(n_t, rng=np.random.default_rng([seed, 1, i])))
-        # the rank of each proposal row within its component's draws
-        self._rank = np.where(self.from_t, np.cumsum(self.from_t) - 1, np.cumsum(~self.from_t) - 1)
-
-    def rows(self, i: int, a: int, b: int) -> np.ndarray:
-        """Proposal rows ``a .. b-1`` of spectrum ``i``, (b - a, k)."""
-        if not self.wider:
-            return self.draws.first(i, b)[a:]
-        from_t, rank = self.from_t[a:b], self._rank[a:b]
-        net_needed = int((~self.from_t[:b]).sum())
-        net = self.draws.first(i, self.n_fit + net_needed)[self.n_fit:]
-        out = np.empty((b - a, net.shape[1]))
-        out[from_t] = self.t_draws[i][rank[from_t]]
-        out[~from_t] = net[rank[~from_t]]
-        return out
+    from xspec_sbi.inference.proposals import LatentStudentT
+    m, n, k = raw.shape
+    j = np.arange(n)
+    from_t = np.floor((j + 1) * DEFENSIVE_SHARE) > np.floor(j * DEFENSIVE_SHARE)
+    n_t = int(from_t.sum())
+    if n_t < max(10, k + 2) or prior is None or not hasattr(prior, "n_dim"):
+        return raw, []
+    proposals = np.empty_like(raw)
+    wider = []
+    for i in range(m):
+        t = LatentStudentT.fit(prior, raw[i, n - n_t:], inflate=DEFENSIVE_INFLATE)
+        proposals[i, from_t] = t.sample(n_t, rng=rng)
+        proposals[i, ~from_t] = raw[i, :n - n_t]
+        wider.append(t)
+    return proposals, wider
