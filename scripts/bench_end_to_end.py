@@ -51,7 +51,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from xspec_sbi.api import fit_and_chain, sbi_fit
+from xspec_sbi.api import fit_and_chain, refine_flagged, sbi_fit
 from xspec_sbi.checks.calibration import c2st
 from xspec_sbi.checks.psis import pareto_smooth
 from xspec_sbi.data.response import nicer_like_response
@@ -262,19 +262,19 @@ def amortized_case(bud, seed, across_setups: bool):
     t0 = time.perf_counter()
     # each spectrum's own set-up gives its likelihood, its exposure ratio goes to the network
     post = r.posteriors_for(spectra, n_samples=bud["n_samples"], seed=seed)
-    samples, reliable, ess = list(post.samples), list(post.reliable), list(post.ess_fraction)
+    ess = list(post.ess_fraction)   # the network's checks, before any refinement
     weighed = (f"{int(np.min(post.weighed)):,}-{int(np.max(post.weighed)):,} of {bud['n_samples']:,}"
                if post.weighed is not None else "all")
     t_apply = time.perf_counter() - t0
-    # a flagged spectrum is refined as ``xspec-sbi apply --refine`` does: its own adaptive loop
-    # (C-stat restriction, a network of its own set-up, rounds, the exact chain at the end)
-    t0, refined = time.perf_counter(), []
-    for i in np.flatnonzero(~np.asarray(reliable, bool)):
-        t1 = time.perf_counter()
-        rr, _ = fit_sbi(sessions[i], table1_prior(3), "cstat:0.25", bud, seed + 100 + int(i))
-        samples[i], reliable[i] = rr.samples, rr.samples_source in ("corrected", "chain")
-        refined.append(f"#{i}: {rr.samples_source}, {len(rr.rounds)} round(s), "
-                       f"{time.perf_counter() - t1:.0f} s")
+    # the flagged spectra are refined by what ``xspec-sbi apply --refine`` runs: each its own
+    # adaptive loop (C-stat restriction, a network of its own set-up, rounds, the exact chain)
+    t0 = time.perf_counter()
+    post, rounds = refine_flagged(post, sessions, table1_prior(3),
+                                  config=dataclasses.replace(r.posterior.config, exposure_range=None),
+                                  n_simulations=bud["sims"] or 10_000, n_samples=bud["n_samples"],
+                                  seed=seed + 100)
+    samples, reliable = list(post.samples), list(post.reliable)
+    refined = [f"#{i}: rounds {how}" for i, how in enumerate(rounds) if how]
     t_refine = time.perf_counter() - t0
     t_chains, ags, refs = [], [], []
     for i, s in enumerate(sessions):

@@ -21,7 +21,7 @@ from xspec_sbi.pipeline import network_fingerprint, run
 from xspec_sbi.result import SBIResult
 from xspec_sbi.session import Session
 
-__all__ = ["sbi_fit", "parse_restriction", "network_fingerprint", "fit_and_chain"]
+__all__ = ["sbi_fit", "refine_flagged", "parse_restriction", "network_fingerprint", "fit_and_chain"]
 
 log = logging.getLogger("xspec_sbi")
 
@@ -108,6 +108,76 @@ def sbi_fit(session: Session | None = None, *, spectra=None, model=None, ignore=
     with _console(options.compute.progress):
         result = run(session, prior, restrict, seed=seed, correct=correct, options=options)
     return result.with_fluxes(requests) if requests else result
+
+
+def refine_flagged(checked, sessions, prior, *, config, n_simulations: int, n_samples: int,
+                   seed: int = 0, device: str = "cpu"):
+    """The adaptive loop (as :func:`sbi_fit`) on each spectrum whose amortized check failed.
+
+    A failed check means the network's draws miss that spectrum's posterior,
+    so its highest-density region is no safe truncation to refine from. Each
+    flagged spectrum is fitted on its own set-up as ``xspec-sbi fit`` would:
+    the prior restricted by its exact C-stat (``cstat:0.25``, a truncation
+    that holds the posterior mass), a network of its own trained on
+    ``n_simulations``, refinement rounds while the check fails and, when their
+    budget is spent, an exact chain started from the network's draws (the
+    answer is then never draws known to be wrong). ``xspec-sbi apply
+    --refine`` runs this.
+
+    Parameters
+    ----------
+    checked : AmortizedPosteriors
+        The amortized result (:meth:`SBIResult.posteriors_for`).
+    sessions : sequence of Session
+        Each spectrum's own session, in the order of ``checked``.
+    prior : mapping
+        The user's prior overrides, as :func:`sbi_fit` takes them.
+    config : NPEConfig
+        For each spectrum's network (one exposure: its own set-up).
+    n_simulations, n_samples : int
+        Simulations of each spectrum's first round; draws kept per spectrum.
+    seed : int
+        Spectrum ``i`` is fitted with seed ``seed + i``.
+    device : str
+
+    Returns
+    -------
+    (AmortizedPosteriors, list of str)
+        The results with the refined spectra replaced, and per spectrum the
+        rounds run (``""`` for a spectrum that needed none).
+    """
+    from dataclasses import replace
+
+    import numpy as np
+    samples, ess = checked.samples.copy(), checked.ess_fraction.copy()
+    k, ok = checked.pareto_k.copy(), checked.reliable.copy()
+    weighed = None if checked.weighed is None else checked.weighed.copy()
+    rounds = [""] * len(sessions)
+    for i in np.flatnonzero(~np.asarray(checked.reliable, bool)):
+        label = checked.labels[i]
+        log.info("%s: the check failed (ESS %.1f%%, Pareto k %.2f): the adaptive loop on this "
+                 "spectrum", label, 100 * checked.ess_fraction[i], checked.pareto_k[i])
+        r = sbi_fit(sessions[i], prior=prior, restrict="cstat:0.25", n_simulations=n_simulations,
+                    n_samples=n_samples, correct=True, mcmc=False, seed=seed + int(i),
+                    workers=1, config=config, device=device, progress=False)
+        for rec in r.rounds:
+            log.info("%s: %s", label, rec)
+        how = {"corrected": "passed", "chain": "exact chain (check still failed)"}.get(
+            r.samples_source, "failed")
+        rounds[i] = (f"{len(r.rounds)} ({sum(rec.simulations for rec in r.rounds)} simulations, "
+                     f"{how})")
+        if r.correction is not None:
+            ess[i], k[i] = r.correction.ess_fraction, r.correction.pareto_k
+            if weighed is not None:
+                weighed[i] = r.correction.n
+        ok[i] = r.samples_source in ("corrected", "chain")
+        if ok[i]:
+            samples[i] = r.samples[:n_samples]
+        else:
+            log.warning("%s: still unreliable after the adaptive loop; its draws are the network's",
+                        label)
+    return replace(checked, samples=samples, ess_fraction=ess, pareto_k=k, reliable=ok,
+                   weighed=weighed), rounds
 
 
 @contextlib.contextmanager

@@ -197,58 +197,19 @@ def _draws(posterior, sessions, box, x, labels, args, differences=(), factors=No
 
 
 def _refine(posterior, sessions, box, x, factors, checked, args, setup):
-    """The adaptive loop (as ``fit``) on each spectrum whose check failed, on its own set-up.
+    """``--refine``: :func:`xspec_sbi.api.refine_flagged` on the spectra whose check failed.
 
-    A failed check means the network's draws miss that spectrum's posterior,
-    so its highest-density region is no safe truncation to refine from. Each
-    flagged spectrum is run as ``xspec-sbi fit`` would: the prior restricted
-    by its exact C-stat (``cstat:0.25``, a truncation that holds the
-    posterior mass), a network of its own set-up trained on the training
-    run's number of simulations, then refinement rounds while the check fails
-    and, when the rounds' budget is spent, an exact chain started from the
-    network's draws (the answer is then never draws known to be wrong).
-
-    Returns
-    -------
-    (AmortizedPosteriors, list of str)
-        The results with the refined spectra replaced, and per spectrum the
-        rounds run (``""`` for a spectrum that needed none).
+    Each spectrum's network has the training run's number of simulations and
+    the network's configuration at one exposure (its own set-up).
     """
     from dataclasses import replace
 
-    from xspec_sbi.api import sbi_fit
+    from xspec_sbi.api import refine_flagged
     cfg = replace(posterior.config, exposure_range=None)   # this spectrum's own network
     n_sims = int((setup.get("settings") or {}).get("n_simulations") or 10_000)
     prior = {k: tuple(v) if isinstance(v, list) else v for k, v in setup["prior"].items()}
-    samples, ess = checked.samples.copy(), checked.ess_fraction.copy()
-    k, ok = checked.pareto_k.copy(), checked.reliable.copy()
-    weighed = None if checked.weighed is None else checked.weighed.copy()
-    rounds = [""] * len(sessions)
-    for i in [j for j, good in enumerate(checked.reliable) if not good]:
-        label = checked.labels[i]
-        log.info("%s: the check failed (ESS %.1f%%, Pareto k %.2f): the adaptive loop on this "
-                 "spectrum", label, 100 * checked.ess_fraction[i], checked.pareto_k[i])
-        r = sbi_fit(sessions[i], prior=prior, restrict="cstat:0.25", n_simulations=n_sims,
-                    n_samples=args.samples, correct=True, mcmc=False, seed=args.seed + i,
-                    workers=1, config=cfg, device=args.device, progress=False)
-        for rec in r.rounds:
-            log.info("%s: %s", label, rec)
-        how = {"corrected": "passed", "chain": "exact chain (check still failed)"}.get(
-            r.samples_source, "failed")
-        rounds[i] = (f"{len(r.rounds)} ({sum(rec.simulations for rec in r.rounds)} simulations, "
-                     f"{how})")
-        if r.correction is not None:
-            ess[i], k[i] = r.correction.ess_fraction, r.correction.pareto_k
-            if weighed is not None:
-                weighed[i] = r.correction.n
-        ok[i] = r.samples_source in ("corrected", "chain")
-        if ok[i]:
-            samples[i] = r.samples[:args.samples]
-        else:
-            log.warning("%s: still unreliable after the adaptive loop; its draws are the network's",
-                        label)
-    return replace(checked, samples=samples, ess_fraction=ess, pareto_k=k, reliable=ok,
-                   weighed=weighed), rounds
+    return refine_flagged(checked, sessions, prior, config=cfg, n_simulations=n_sims,
+                          n_samples=args.samples, seed=args.seed, device=args.device)
 
 
 def _ood(reference, x, labels, strict: bool) -> list[str]:
