@@ -58,6 +58,7 @@ from xspec_sbi.data.response import nicer_like_response
 from xspec_sbi.data.spectrum import load_spectrum
 from xspec_sbi.forward.simulate import fakeit_spectrum
 from xspec_sbi.model.expression import Model
+from xspec_sbi.options import DEFAULT_SIMULATIONS
 from xspec_sbi.presets.nicer import paper_grouping
 from xspec_sbi.presets.table1 import table1_frozen, table1_prior
 from xspec_sbi.session import Session
@@ -256,7 +257,10 @@ def amortized_case(bud, seed, across_setups: bool):
     # (f): the amortized network itself (refining it would truncate it to the training
     # spectrum), trained across the spectra's exposures as a user would (train --exposure-range)
     extra = dict(exposure_range=EXPOSURES) if across_setups else {}
-    r, _ = fit_sbi(train_session, table1_prior(3), "counts:100-10000", bud, seed,
+    # a network to reuse is trained on the paper's 10,000, as ``xspec-sbi train`` does (a fit
+    # alone starts on 3,000: RunOptions.first_round_simulations)
+    r, _ = fit_sbi(train_session, table1_prior(3), "counts:100-10000",
+                   dict(bud, sims=bud["sims"] or DEFAULT_SIMULATIONS), seed,
                    refine=not across_setups, **extra)
     t_train = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -271,7 +275,7 @@ def amortized_case(bud, seed, across_setups: bool):
     t0 = time.perf_counter()
     post, rounds = refine_flagged(post, sessions, table1_prior(3),
                                   config=dataclasses.replace(r.posterior.config, exposure_range=None),
-                                  n_simulations=bud["sims"] or 10_000, n_samples=bud["n_samples"],
+                                  n_simulations=bud["sims"] or DEFAULT_SIMULATIONS, n_samples=bud["n_samples"],
                                   seed=seed + 100)
     samples, reliable = list(post.samples), list(post.reliable)
     refined = [f"#{i}: rounds {how}" for i, how in enumerate(rounds) if how]

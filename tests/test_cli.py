@@ -243,3 +243,21 @@ def test_demo_command_passes_its_options_to_the_demo(monkeypatch, capsys):
     code, _, _ = run(["demo", "--quick", "--out", "runs/x", "--seed", 4], capsys)
     assert code == 0
     assert seen == [["--out", "runs/x", "--quick", "--seed", "4"]]
+
+
+def test_a_fit_alone_starts_on_fewer_simulations_and_a_kept_network_on_the_papers(toy_files):
+    """--sims unset: fit leaves it to sbi_fit (3,000 there); train and --save-network take 10,000."""
+    from xspec_sbi.cli.commands import prepare
+    from xspec_sbi.cli.parser import build_parser
+    pha = _fake_pha(toy_files, "sims.pha", np.full(12, 50))
+    parser = build_parser()
+    base = [str(pha), "--model", "tbabs*powerlaw", "--prior", "powerlaw.norm=log:1e-3:10"]
+    cases = [(["fit"] + base, None), (["fit"] + base + ["--save-network", str(toy_files / "n")], 10_000),
+             (["train"] + base + ["--save-network", str(toy_files / "t")], 10_000),
+             (["fit"] + base + ["--sims", "700"], 700)]
+    for argv, expected in cases:
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit:      # an option this command does not take: say which
+            raise AssertionError(argv) from None
+        assert prepare(args).args.sims == expected, argv

@@ -68,3 +68,15 @@ def test_no_steps_no_change():
     out, rec = metropolis_moves(theta, log_target, BOX, rng=np.random.default_rng(9), max_steps=0)
     np.testing.assert_array_equal(out, theta)
     assert rec.steps == 0
+
+
+def test_after_one_step_of_each_the_kernel_that_moved_more_rows_is_kept():
+    """On this near-Gaussian posterior the fitted t accepts far more than the walk, so every
+    step after the first two is a t step: the same acceptance as step 1, not the walk's."""
+    pool = exact(4000, 10)
+    resampled = pool[np.random.default_rng(11).choice(4000, 4000, replace=True)]
+    _, rec = metropolis_moves(resampled, log_target, BOX, rng=np.random.default_rng(12),
+                              target_moved=1.01, max_steps=6)
+    t_step, walk = rec.acceptance[0], rec.acceptance[1]
+    assert t_step > walk + 0.2, rec.acceptance
+    assert all(abs(a - t_step) < 0.05 for a in rec.acceptance[2:]), rec.acceptance

@@ -186,7 +186,7 @@ def _run(session: Session, prior, restrict, *, seed: int, correct: bool,
                                  min_ess_fraction=o.refine.min_ess_fraction),
                              options=o.refine, config=cfg, device=o.network.device, rng=st.rng,
                              theta_train=theta_train, x_train=x_train,
-                             first_round=o.budget.total_simulations)
+                             first_round=o.first_round_simulations)
                 if out.rounds:
                     posterior, correction, x_train = out.posterior, out.correction, out.x_train
                     raw = raw if out.raw is None else out.raw   # None: no round retrained
@@ -245,7 +245,7 @@ def _run(session: Session, prior, restrict, *, seed: int, correct: bool,
     st.timed("total", t_all)
     record = RunRecord(
         model=mdl.expression, prior=box.to_dict(), restrict=str(restrict),
-        n_simulations=o.budget.total_simulations, rounds=o.budget.rounds, npe=repr(cfg), seed=seed,
+        n_simulations=o.first_round_simulations, rounds=o.budget.rounds, npe=repr(cfg), seed=seed,
         abund=session.settings.abund, xsect=session.settings.xsect, statistic=st.stat_fn.name,
         spectra=tuple(s.label for s in session.spectra), simulations_run=st.n_simulated,
         versions=_versions())
@@ -328,7 +328,7 @@ def _network(st: _Stage, cfg, fingerprint, restrict):
                                     device=o.network.device).posterior
         st.timed("simulation+training", t0)
     else:
-        n = b.total_simulations
+        n = o.first_round_simulations
         log.info("simulating %d spectra%s", n, " from the restricted prior" if proposal is not None else "")
         theta, x = simulate_training_set(st.simulate_fn, proposal or st.box, n, rng=st.rng)
         x_train = x

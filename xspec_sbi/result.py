@@ -417,6 +417,7 @@ class SBIResult:
         AmortizedPosteriors
         """
         from xspec_sbi.amortized import amortized_posteriors, setup_differences
+        self._note_single_observation_network()
         labels = simulators = factors = None
         differences = ()
         if not isinstance(observations, np.ndarray):
@@ -438,6 +439,29 @@ class SBIResult:
                                     simulators=simulators, differences=differences,
                                     exposure_factors=factors, workers=workers, executor=executor,
                                     min_effective=min_effective)
+
+    def _note_single_observation_network(self) -> None:
+        """Say when the network was made for this observation, not for many.
+
+        A fit that refines itself trains its first network on 3,000
+        simulations (``RunOptions.first_round_simulations``) and may retrain
+        it on truncations around this observation's posterior: other spectra
+        are still weighted by their exact likelihood, but fewer draws count.
+        """
+        import logging
+        from xspec_sbi.options import DEFAULT_SIMULATIONS
+        log = logging.getLogger("xspec_sbi")
+        truncated = (any(r.kind == "refinement" for r in (self.rounds or ()))
+                     or getattr(self.settings, "rounds", 1) > 1)
+        n = getattr(self.settings, "n_simulations", None)
+        if truncated:
+            log.warning("this network was retrained on truncated rounds around this observation's "
+                        "posterior: for many spectra train one on the whole prior (sbi_fit(..., "
+                        "n_simulations=%d) or xspec-sbi train)", DEFAULT_SIMULATIONS)
+        elif n is not None and n < DEFAULT_SIMULATIONS:
+            log.info("this network was trained on %d simulations; one for many spectra is better "
+                     "trained on %d (n_simulations=%d, as xspec-sbi train does): fewer draws of "
+                     "each spectrum count", n, DEFAULT_SIMULATIONS, DEFAULT_SIMULATIONS)
 
     def posterior_samples_for(self, observations, n_samples: int = 1000, seed: int = 0,
                               correct: bool = True) -> np.ndarray:

@@ -13,8 +13,9 @@ slightly off moves towards the posterior.
 
 The moves are in the prior's unconstrained coordinates ``z = logit(u)``
 (:meth:`BoxPrior.to_unconstrained`), with the density's Jacobian, so no step
-leaves the prior box. Two kernels alternate, both leaving the posterior
-invariant: an independence sampler whose proposal is a Student t (5 degrees
+leaves the prior box. Two kernels, both leaving the posterior invariant, are
+tried in turn, then at each step the one whose last step moved more rows: an
+independence sampler whose proposal is a Student t (5 degrees
 of freedom) fitted to the sample in ``z`` (on a near-Gaussian posterior most
 proposals are accepted, so a few steps move almost every draw), and a random
 walk of ``2.38^2 / d`` times the sample's covariance (Roberts, Gelman & Gilks
@@ -126,8 +127,11 @@ def metropolis_moves(theta: np.ndarray, log_target: Callable[[np.ndarray], np.nd
     scale = 2.38 / np.sqrt(d)
     moved = np.zeros(len(z), bool)
     acceptance = []
+    last = {}   # each kernel's latest acceptance
     for step in range(max_steps):
-        independent = step % 2 == 0
+        # t first, then the walk, then whichever moved more rows at its last step: on a
+        # near-Gaussian posterior the t moves ~60 % of the rows a step and the walk ~25 %
+        independent = step == 0 or (step > 1 and last[True] >= last[False])
         if independent:
             proposal = np.atleast_2d(t_dist.rvs(size=len(z), random_state=rng)).reshape(z.shape)
             log_t_new = np.atleast_1d(t_dist.logpdf(proposal))
@@ -147,6 +151,7 @@ def metropolis_moves(theta: np.ndarray, log_target: Callable[[np.ndarray], np.nd
             scale *= 0.6 if rate_rw < 0.15 else (1.4 if rate_rw > 0.5 else 1.0)
         moved |= accept
         acceptance.append(float(accept.mean()))
+        last[independent] = acceptance[-1]
         if not independent:
             log_t = np.atleast_1d(t_dist.logpdf(z))   # the walk moved rows: their t density
         if step + 1 >= min_steps and moved.mean() >= target_moved:

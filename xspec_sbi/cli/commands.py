@@ -27,6 +27,7 @@ from xspec_sbi.cli.reference import save_reference, simulate_reference
 from xspec_sbi.cli.setup_file import SETUP_NAME, load_setup, setup_record
 from xspec_sbi.cli.setups import network_for
 from xspec_sbi.files import atomic_write_text, write_manifest
+from xspec_sbi.options import DEFAULT_SIMULATIONS
 
 __all__ = ["cmd_fit", "cmd_train", "cmd_demo", "Prepared", "prepare", "save_network"]
 
@@ -94,7 +95,11 @@ def prepare(args) -> Prepared:
         if args.workers is not None:
             raise UsageError("--workers and --executor both given: the Dask cluster decides its "
                              "workers; give one of them")
-    if args.rounds > 1 and args.sims < 20 * args.rounds:
+    if args.sims is None and (args.command == "train" or getattr(args, "save_network", None)):
+        # a network kept for other spectra: the paper's 10,000 (a fit alone starts on
+        # fewer and lets its exact-likelihood check ask for more: RunOptions.first_round_simulations)
+        args.sims = DEFAULT_SIMULATIONS
+    if args.rounds > 1 and args.sims is not None and args.sims < 20 * args.rounds:
         raise UsageError(f"--sims {args.sims} is too few for --rounds {args.rounds}: give at "
                          f"least {20 * args.rounds} (20 per round)")
     model, overrides, box = model_and_prior(args.model, args.freeze, args.prior,

@@ -183,7 +183,11 @@ def _setup_options(p: argparse.ArgumentParser) -> None:
                    help="use this NICER ARF with a Gaussian NICER-like redistribution "
                         "(when the real RMF is missing; an approximation, said in the report)")
     s = p.add_argument_group("inference")
-    s.add_argument("--sims", type=_SIMS, default=10_000, metavar="N", help="training simulations (over all rounds)")
+    s.add_argument("--sims", type=_SIMS, default=None, metavar="N",
+                   help="training simulations (over all rounds); default 10,000, but 3,000 for "
+                        "the first network of a fit that refines itself (fit with --rounds 1, "
+                        "no --save-network, no --exposure-range): its exact-likelihood check "
+                        "asks for more when needed")
     s.add_argument("--restrict", default="cstat:0.25", metavar="KIND[:ARGS]",
                    help="restricted prior: counts:LO-HI (exact expected counts), classifier:LO-HI "
                         "(the paper's classifier), cstat:F, coarse:N or none")
