@@ -19,10 +19,7 @@ __all__ = ["OptionError", "parse_restriction", "check_prior", "too_wide_soft_lim
            "SHORTCUTS", "from_keywords"]
 
 
-#: Training simulations of a network by default (the paper's).
-DEFAULT_SIMULATIONS = 10_000
-#: ... and of the first network of a fit that refines itself (RunOptions.first_round_simulations).
-SELF_REFINING_SIMULATIONS = 3_000
+from xspec_sbi.inference.config import DEFAULT_SIMULATIONS, SELF_REFINING_SIMULATIONS
 
 
 class OptionError(ValueError):

@@ -449,7 +449,7 @@ class SBIResult:
         are still weighted by their exact likelihood, but fewer draws count.
         """
         import logging
-        from xspec_sbi.options import DEFAULT_SIMULATIONS
+        from xspec_sbi.inference.config import DEFAULT_SIMULATIONS
         log = logging.getLogger("xspec_sbi")
         truncated = (any(r.kind == "refinement" for r in (self.rounds or ()))
                      or getattr(self.settings, "rounds", 1) > 1)

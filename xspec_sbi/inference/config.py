@@ -11,7 +11,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Mapping
 
-__all__ = ["NPEError", "FingerprintMismatch", "NPEConfig", "FINGERPRINT_SCHEMA", "TRAINING_ONLY"]
+__all__ = ["NPEError", "FingerprintMismatch", "NPEConfig", "FINGERPRINT_SCHEMA", "TRAINING_ONLY",
+           "DEFAULT_SIMULATIONS", "SELF_REFINING_SIMULATIONS"]
+
+#: Training simulations of a network by default (the paper's).
+DEFAULT_SIMULATIONS = 10_000
+#: ... and of the first network of a fit that refines itself
+#: (:attr:`xspec_sbi.options.RunOptions.first_round_simulations`).
+SELF_REFINING_SIMULATIONS = 3_000
 
 #: Version of the layout of the records saved with a network (configuration,
 #: fingerprint): bump it when a field changes meaning, not when one is added.
