@@ -303,7 +303,7 @@ class RunOptions:
         (``scripts/bench_end_to_end.py`` a-d, two seeds each) the first
         network of 3,000 simulations passed its check or its defensive
         mixture every time and the answers agreed with the chain as closely as
-        with 10,000, in 0.54-1.02 of the time (b: 0.60-0.77). A network to reuse on other
+        with 10,000, in 0.53-1.02 of the time (b: 0.60-0.78). A network to reuse on other
         spectra is trained on 10,000 (``xspec-sbi train``, or give
         ``n_simulations``).
         """
