@@ -14,12 +14,11 @@ import os
 from dataclasses import dataclass, fields, replace
 from typing import Any, Mapping
 
+from xspec_sbi.inference.config import DEFAULT_SIMULATIONS, SELF_REFINING_SIMULATIONS
+
 __all__ = ["OptionError", "parse_restriction", "check_prior", "too_wide_soft_limits", "too_wide_text", "Budget", "NetworkOptions", "ChainOptions", "ComputeOptions", "RefineOptions",
            "RunOptions",
            "SHORTCUTS", "from_keywords"]
-
-
-from xspec_sbi.inference.config import DEFAULT_SIMULATIONS, SELF_REFINING_SIMULATIONS
 
 
 class OptionError(ValueError):

@@ -5,10 +5,13 @@ its methods, as a user expects of it; each one delegates to its own module.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Optional
 
 import numpy as np
+
+log = logging.getLogger("xspec_sbi")
 
 if TYPE_CHECKING:   # the types of the fields; importing them here would pull in torch
     from xspec_sbi.baseline.fit import FitResult
@@ -448,9 +451,7 @@ class SBIResult:
         it on truncations around this observation's posterior: other spectra
         are still weighted by their exact likelihood, but fewer draws count.
         """
-        import logging
         from xspec_sbi.inference.config import DEFAULT_SIMULATIONS
-        log = logging.getLogger("xspec_sbi")
         truncated = (any(r.kind == "refinement" for r in (self.rounds or ()))
                      or getattr(self.settings, "rounds", 1) > 1)
         n = getattr(self.settings, "n_simulations", None)

@@ -20,6 +20,7 @@ import numpy as np
 
 from xspec_sbi.amortized import exposure_note
 from xspec_sbi.cli.errors import CommandError
+from xspec_sbi.inference.config import DEFAULT_SIMULATIONS
 from xspec_sbi.cli.outputs import check_network, output_folder, refuse_existing
 from xspec_sbi.cli.reference import load_reference
 from xspec_sbi.cli.setups import load_posterior, own_arf, session_of, training_session
@@ -206,7 +207,7 @@ def _refine(posterior, sessions, box, x, factors, checked, args, setup):
 
     from xspec_sbi.api import refine_flagged
     cfg = replace(posterior.config, exposure_range=None)   # this spectrum's own network
-    n_sims = int((setup.get("settings") or {}).get("n_simulations") or 10_000)
+    n_sims = int((setup.get("settings") or {}).get("n_simulations") or DEFAULT_SIMULATIONS)
     prior = {k: tuple(v) if isinstance(v, list) else v for k, v in setup["prior"].items()}
     return refine_flagged(checked, sessions, prior, config=cfg, n_simulations=n_sims,
                           n_samples=args.samples, seed=args.seed, device=args.device)
