@@ -14,15 +14,18 @@ slightly off moves towards the posterior.
 The moves are in the prior's unconstrained coordinates ``z = logit(u)``
 (:meth:`BoxPrior.to_unconstrained`), with the density's Jacobian, so no step
 leaves the prior box. Two kernels, both leaving the posterior invariant, are
-tried in turn, then at each step the one whose last step moved more rows: an
+used, at each step the one whose last step moved more rows: an
 independence sampler whose proposal is a Student t (5 degrees
 of freedom) fitted to the sample in ``z`` (on a near-Gaussian posterior most
 proposals are accepted, so a few steps move almost every draw), and a random
 walk of ``2.38^2 / d`` times the sample's covariance (Roberts, Gelman & Gilks
 1997) for the curved or skewed posteriors where the t fits poorly, its scale
 shrunk or grown between steps from the whole sample's acceptance rate
-(adapting on the population, as sequential Monte Carlo samplers do). Each
-step evaluates the statistic once for every draw.
+(adapting on the population, as sequential Monte Carlo samplers do). The t
+goes first; the walk is tried only once the t has moved fewer than half the
+rows in a step, because a walk so scaled moves at most about half (its scale
+grows while it accepts more), so a t that moves more is the better kernel
+without a trial step. Each step evaluates the statistic once for every draw.
 """
 from __future__ import annotations
 
@@ -35,6 +38,10 @@ from scipy import stats
 
 __all__ = ["MoveRecord", "metropolis_moves"]
 
+# The acceptance a random walk scaled as below reaches at most: its scale grows by 1.4
+# whenever it accepts more than half its proposals.
+WALK_CEILING = 0.5
+
 
 @dataclass(frozen=True)
 class MoveRecord:
@@ -46,6 +53,8 @@ class MoveRecord:
         Metropolis steps taken (each evaluates the statistic once per row).
     acceptance : tuple of float
         Fraction of rows whose proposal was accepted, per step.
+    kernels : tuple of str
+        The kernel of each step: ``"t"`` (independence sampler) or ``"walk"``.
     moved_fraction : float
         Fraction of rows that moved at least once.
     unique_before, unique_after : int
@@ -56,6 +65,7 @@ class MoveRecord:
 
     steps: int
     acceptance: tuple
+    kernels: tuple
     moved_fraction: float
     unique_before: int
     unique_after: int
@@ -110,7 +120,7 @@ def metropolis_moves(theta: np.ndarray, log_target: Callable[[np.ndarray], np.nd
     movable = np.all(np.isfinite(z), axis=1)
     out = theta.copy()
     if movable.sum() < max(2 * d, 10) or max_steps < 1:
-        return out, MoveRecord(0, (), 0.0, unique_before, unique_before, time.perf_counter() - t0)
+        return out, MoveRecord(0, (), (), 0.0, unique_before, unique_before, time.perf_counter() - t0)
     z, th = z[movable], theta[movable]
 
     def log_density(t):
@@ -126,12 +136,11 @@ def metropolis_moves(theta: np.ndarray, log_target: Callable[[np.ndarray], np.nd
     log_t = np.atleast_1d(t_dist.logpdf(z))
     scale = 2.38 / np.sqrt(d)
     moved = np.zeros(len(z), bool)
-    acceptance = []
-    last = {}   # each kernel's latest acceptance
+    acceptance, kernels = [], []
+    last = {False: WALK_CEILING}   # each kernel's latest acceptance; the walk's, untried, its ceiling
     for step in range(max_steps):
-        # t first, then the walk, then whichever moved more rows at its last step: on a
-        # near-Gaussian posterior the t moves ~60 % of the rows a step and the walk ~25 %
-        independent = step == 0 or (step > 1 and last[True] >= last[False])
+        # on a near-Gaussian posterior the t moves ~60 % of the rows a step and a walk ~25 %
+        independent = step == 0 or last[True] >= last[False]
         if independent:
             proposal = np.atleast_2d(t_dist.rvs(size=len(z), random_state=rng)).reshape(z.shape)
             log_t_new = np.atleast_1d(t_dist.logpdf(proposal))
@@ -151,6 +160,7 @@ def metropolis_moves(theta: np.ndarray, log_target: Callable[[np.ndarray], np.nd
             scale *= 0.6 if rate_rw < 0.15 else (1.4 if rate_rw > 0.5 else 1.0)
         moved |= accept
         acceptance.append(float(accept.mean()))
+        kernels.append("t" if independent else "walk")
         last[independent] = acceptance[-1]
         if not independent:
             log_t = np.atleast_1d(t_dist.logpdf(z))   # the walk moved rows: their t density
@@ -158,5 +168,5 @@ def metropolis_moves(theta: np.ndarray, log_target: Callable[[np.ndarray], np.nd
             break
     out[movable] = th
     moved_fraction = float(moved.sum() / n)
-    return out, MoveRecord(len(acceptance), tuple(acceptance), moved_fraction, unique_before,
+    return out, MoveRecord(len(acceptance), tuple(acceptance), tuple(kernels), moved_fraction, unique_before,
                            _unique_rows(out), time.perf_counter() - t0)
