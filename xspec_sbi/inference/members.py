@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from xspec_sbi.forward.simulate import _main_module_hidden   # the simulator pool's guard, same need
+from xspec_sbi.inference.adam import FlatAdam
 from xspec_sbi.inference.config import NPEConfig, NPEError
 from xspec_sbi.inference.networks import build_flow
 from xspec_sbi.inference.torch_state import seeded_torch, torch_threads
@@ -44,10 +45,10 @@ def fit_flow(flow: nn.Module, config: NPEConfig, s_tr: torch.Tensor, f_tr: torch
     pairs); the weights of the best raw validation loss are restored at the end.
     Batch order comes from torch's global generator (seed it).
     """
-    # The fused step is several times cheaper than the per-tensor loop for
-    # these small networks, where the optimiser is a large part of a step.
-    fused = s_tr.device.type in ("cpu", "cuda")
-    opt = torch.optim.Adam(flow.parameters(), lr=config.learning_rate, fused=fused)
+    # One flat buffer: a step is a few whole-buffer operations (the optimiser is a large
+    # part of a step on these small networks), and torch.optim's import of its compiler
+    # (1.4-2 s a process) is not paid (xspec_sbi.inference.adam)
+    opt = FlatAdam(flow, lr=config.learning_rate)
     n_tr = len(s_tr)
     # Small training sets get smaller batches (at least ~20 steps an epoch),
     # or patience counted in epochs would stop training after a few steps.
@@ -64,14 +65,13 @@ def fit_flow(flow: nn.Module, config: NPEConfig, s_tr: torch.Tensor, f_tr: torch
         for a in range(0, n_tr - bs + 1, bs):
             idx = order[a:a + bs]
             if n_steps is not None:
-                for group in opt.param_groups:
-                    group["lr"] = 0.5 * config.learning_rate * (1.0 + math.cos(math.pi * step / n_steps))
+                opt.lr = 0.5 * config.learning_rate * (1.0 + math.cos(math.pi * step / n_steps))
                 step += 1
-            opt.zero_grad(set_to_none=True)
+            opt.zero_grad()
             loss = flow.loss(s_tr[idx], f_tr[idx]).mean()
             loss.backward()
             if config.clip_max_norm is not None:
-                nn.utils.clip_grad_norm_(flow.parameters(), config.clip_max_norm, foreach=True)
+                opt.clip_grad_norm(config.clip_max_norm)
             opt.step()
         val = validation_loss(flow, s_va, f_va)
         if not math.isfinite(val):
@@ -88,11 +88,11 @@ def fit_flow(flow: nn.Module, config: NPEConfig, s_tr: torch.Tensor, f_tr: torch
             since_best += 1
             since_decay += 1
         if config.lr_decay_patience is not None and since_decay >= config.lr_decay_patience:
-            for group in opt.param_groups:
-                group["lr"] *= 0.5
+            opt.lr *= 0.5
             since_decay = 0
         if since_best >= config.patience and epoch >= config.min_epochs:
             break
+    opt.release()
     if best_state is not None:
         flow.load_state_dict(best_state)
     flow.eval()
