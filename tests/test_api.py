@@ -60,6 +60,10 @@ def test_result_recovers_the_reference_parameters(result, session):
     from xspec_sbi.forward import stats
     mu = session.simulator().expected(r.best_theta[None, :])
     assert r.stat_best == pytest.approx(float(stats.cstat(session.observed(), mu)[0]), rel=1e-10)
+    # ... and the best of the returned draws (their statistics come from the check and the moves)
+    all_mu = session.simulator().expected(r.samples)
+    assert r.samples_source == "corrected" and r.moves is not None
+    assert r.stat_best == pytest.approx(float(stats.cstat(session.observed(), all_mu).min()), rel=1e-10)
     # the fit from the best sample cannot be worse than that sample
     assert r.chain_fit.stat <= r.stat_best + 1e-6
     # the restriction found the count window and the training used it

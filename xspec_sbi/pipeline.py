@@ -165,6 +165,7 @@ def _run(session: Session, prior, restrict, *, seed: int, correct: bool,
         st.timed("sampling", t0)
 
         correction, samples, source, rounds, moves = None, raw, "network", (), None
+        stats_at = None
         if correct:
             t0 = time.perf_counter()
             correction = likelihood_check(raw, posterior, st)
@@ -194,9 +195,11 @@ def _run(session: Session, prior, restrict, *, seed: int, correct: bool,
                 st.timed("refinement", t0)
             if correction.reliable:
                 samples, source = correction.theta, "corrected"
+                # the check evaluated every draw it weighed: the corrected draws' statistics
+                stats_at = -2.0 * correction.log_like[correction.indices]
                 if o.refine.moves:
                     t0 = time.perf_counter()
-                    samples, moves = _moves(samples, st)
+                    samples, stats_at, moves = _moves(samples, stats_at, st)
                     st.timed("moves", t0)
 
         mcmc_chain = chain_fit = chain_good = None
@@ -213,9 +216,11 @@ def _run(session: Session, prior, restrict, *, seed: int, correct: bool,
                                                   covariance=np.atleast_2d(np.cov(raw.T)))
             chain_good = st.stat_fn.goodness(chain_fit.theta)
             samples, source = _thin(mcmc_chain.samples, o.budget.n_samples), "chain"
+            stats_at = None
             st.timed("exact chain", t0)
 
-        stats_at = st.stat_fn(samples)
+        if stats_at is None:
+            stats_at = st.stat_fn(samples)
         best = samples[int(np.argmin(stats_at))]
         median = np.median(samples, axis=0)
         goodness = st.stat_fn.goodness(best)
@@ -259,9 +264,12 @@ def _run(session: Session, prior, restrict, *, seed: int, correct: bool,
         samples_source=source, rounds=rounds, checked_draws=st.checked, moves=moves)
 
 
-def _moves(samples, st: _Stage):
+def _moves(samples, stats, st: _Stage):
     """Metropolis moves of the resampled corrected draws (``RefineOptions.moves``), as many
-    steps as ``Budget.check_seconds`` affords at the statistic's measured cost."""
+    steps as ``Budget.check_seconds`` affords at the statistic's measured cost.
+
+    ``stats`` are the draws' statistics (from the check); returns (draws, their
+    statistics, the record or None)."""
     steps = st.options.refine.moves
     if st.per_draw > 0:
         steps = min(steps, int(st.options.budget.check_seconds / (st.per_draw * len(samples))))
@@ -269,11 +277,12 @@ def _moves(samples, st: _Stage):
         log.info("no Metropolis moves of the corrected draws: the statistic is too costly here "
                  "(%.1f ms per draw, Budget.check_seconds %.0f s)", 1e3 * st.per_draw,
                  st.options.budget.check_seconds)
-        return samples, None
-    moved, record = metropolis_moves(samples, lambda t: st.box.log_prob(t) - 0.5 * st.stat_fn(t),
-                                     st.box, rng=st.rng, max_steps=steps)
+        return samples, stats, None
+    moved, log_like, record = metropolis_moves(samples, lambda t: -0.5 * st.stat_fn(t), st.box,
+                                               rng=st.rng, log_like_start=-0.5 * stats,
+                                               max_steps=steps)
     log.info("corrected draws refreshed: %s", record)
-    return moved, record
+    return moved, -2.0 * log_like, record
 
 
 def _first_kind(o: RunOptions) -> str:

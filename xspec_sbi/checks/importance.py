@@ -114,6 +114,9 @@ class ImportanceResult:
         ``pareto_k < k_threshold`` and ``ess_smoothed >= min_ess``.
     advice : str or None
         Plain-English diagnosis when not reliable.
+    log_like : numpy.ndarray, (n,)
+        The proposals' log likelihoods as given (``-stat / 2``): the statistic
+        of every corrected draw is ``-2 * log_like[indices]``, not evaluated again.
     """
 
     theta: np.ndarray
@@ -133,6 +136,7 @@ class ImportanceResult:
     n: int
     reliable: bool
     advice: str | None
+    log_like: np.ndarray | None = None
 
     @property
     def pareto_k_category(self) -> str:
@@ -322,6 +326,7 @@ def importance_correct(
         n=n,
         reliable=bool(reliable),
         advice=advice,
+        log_like=ll,
     )
 
 

@@ -5,7 +5,7 @@ even with every weight equal about 37 % of the rows are copies, and at an
 ESS fraction of a few percent most are. Copies are harmless for a median but
 make quantiles lumpy, and a two-sample classifier against a chain (C2ST)
 separates the two samples by the copies alone. After resampling, every row
-takes a few random-walk Metropolis steps on the exact posterior ``prior x
+takes a few Metropolis steps on the exact posterior ``prior x
 exp(-stat / 2)``, all rows at once (Gilks & Berzuini 2001, "resample-move").
 A Metropolis step leaves the posterior invariant, so the moves cannot make a
 correct sample wrong; they spread the copies apart, and a sample that was
@@ -82,22 +82,27 @@ def _unique_rows(a: np.ndarray) -> int:
     return int(np.unique(a, axis=0).shape[0]) if len(a) else 0
 
 
-def metropolis_moves(theta: np.ndarray, log_target: Callable[[np.ndarray], np.ndarray], prior, *,
-                     rng: np.random.Generator, target_moved: float = 0.9, max_steps: int = 6,
-                     min_steps: int = 2) -> tuple[np.ndarray, MoveRecord]:
-    """Random-walk Metropolis steps of every row of ``theta``, until most rows have moved.
+def metropolis_moves(theta: np.ndarray, log_like: Callable[[np.ndarray], np.ndarray], prior, *,
+                     rng: np.random.Generator, log_like_start: np.ndarray | None = None,
+                     target_moved: float = 0.9, max_steps: int = 6,
+                     min_steps: int = 2) -> tuple[np.ndarray, np.ndarray, MoveRecord]:
+    """Metropolis steps of every row of ``theta`` on ``prior x likelihood``, until most rows have moved.
 
     Parameters
     ----------
     theta : ndarray (n, d)
         Posterior draws inside the prior box (resampled corrected draws), in
         parameter units.
-    log_target : callable
-        ``log_target(theta (m, d)) -> (m,)``: log prior + log likelihood
-        (``log prior - stat / 2``) up to a constant; ``-inf`` outside the support.
+    log_like : callable
+        ``log_like(theta (m, d)) -> (m,)``: the log likelihood (``-stat / 2``)
+        up to a constant; ``-inf`` where the statistic is infinite.
     prior : BoxPrior
-        Its box defines the unconstrained coordinates of the walk.
+        The prior of the target (its ``log_prob``); its box defines the
+        unconstrained coordinates of the moves.
     rng : numpy.random.Generator
+    log_like_start : ndarray (n,), optional
+        ``log_like(theta)`` when already known (the likelihood check computed
+        it for every corrected draw): not evaluated again.
     target_moved : float
         Stop once this fraction of the rows has moved at least once ...
     max_steps : int
@@ -109,27 +114,32 @@ def metropolis_moves(theta: np.ndarray, log_target: Callable[[np.ndarray], np.nd
     -------
     theta : ndarray (n, d)
         The moved draws (rows on a prior bound, where ``z`` is infinite, stay).
+    log_like : ndarray (n,)
+        ``log_like`` of the returned rows (each evaluated when its row was proposed).
     record : MoveRecord
     """
     t0 = time.perf_counter()
     theta = np.array(theta, dtype=float)
     n, d = theta.shape
     unique_before = _unique_rows(theta)
+    ll_out = (np.asarray(log_like(theta), dtype=float) if log_like_start is None
+              else np.array(log_like_start, dtype=float))
     with np.errstate(divide="ignore", invalid="ignore"):
         z = prior.to_unconstrained(theta)
     movable = np.all(np.isfinite(z), axis=1)
     out = theta.copy()
     if movable.sum() < max(2 * d, 10) or max_steps < 1:
-        return out, MoveRecord(0, (), (), 0.0, unique_before, unique_before, time.perf_counter() - t0)
-    z, th = z[movable], theta[movable]
+        return out, ll_out, MoveRecord(0, (), (), 0.0, unique_before, unique_before,
+                                       time.perf_counter() - t0)
+    z, th, ll = z[movable], theta[movable], ll_out[movable]
 
-    def log_density(t):
-        # the density of z: the posterior times |d theta / d z|
+    def log_density(t, ll_t):
+        # the density of z: prior x likelihood times |d theta / d z|
         with np.errstate(invalid="ignore"):
-            lp = log_target(t) - prior.log_abs_det_jacobian(t)
+            lp = prior.log_prob(t) + ll_t - prior.log_abs_det_jacobian(t)
         return np.where(np.isnan(lp), -np.inf, lp)
 
-    lp = log_density(th)
+    lp = log_density(th, ll)
     cov = np.atleast_2d(np.cov(z.T)) + 1e-12 * np.eye(d)
     chol = np.linalg.cholesky(cov)
     t_dist = stats.multivariate_t(z.mean(axis=0), cov, df=5)
@@ -147,11 +157,13 @@ def metropolis_moves(theta: np.ndarray, log_target: Callable[[np.ndarray], np.nd
         else:
             proposal = z + scale * rng.standard_normal(z.shape) @ chol.T
         th_new = prior.from_unconstrained(proposal)
-        lp_new = log_density(th_new)
+        ll_new = np.asarray(log_like(th_new), dtype=float)
+        lp_new = log_density(th_new, ll_new)
         log_ratio = lp_new - lp + ((log_t - log_t_new) if independent else 0.0)
         with np.errstate(invalid="ignore"):
             accept = np.log(rng.uniform(size=len(z))) < log_ratio
         z[accept], th[accept], lp[accept] = proposal[accept], th_new[accept], lp_new[accept]
+        ll[accept] = ll_new[accept]
         if independent:
             log_t[accept] = log_t_new[accept]
         else:
@@ -166,7 +178,7 @@ def metropolis_moves(theta: np.ndarray, log_target: Callable[[np.ndarray], np.nd
             log_t = np.atleast_1d(t_dist.logpdf(z))   # the walk moved rows: their t density
         if step + 1 >= min_steps and moved.mean() >= target_moved:
             break
-    out[movable] = th
+    out[movable], ll_out[movable] = th, ll
     moved_fraction = float(moved.sum() / n)
-    return out, MoveRecord(len(acceptance), tuple(acceptance), tuple(kernels), moved_fraction, unique_before,
+    return out, ll_out, MoveRecord(len(acceptance), tuple(acceptance), tuple(kernels), moved_fraction, unique_before,
                            _unique_rows(out), time.perf_counter() - t0)
