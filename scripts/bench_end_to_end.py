@@ -275,7 +275,7 @@ def amortized_case(bud, seed, across_setups: bool):
     t0 = time.perf_counter()
     post, rounds = refine_flagged(post, sessions, table1_prior(3),
                                   config=dataclasses.replace(r.posterior.config, exposure_range=None),
-                                  n_simulations=bud["sims"] or DEFAULT_SIMULATIONS, n_samples=bud["n_samples"],
+                                  n_simulations=bud["sims"], n_samples=bud["n_samples"],
                                   seed=seed + 100)
     samples, reliable = list(post.samples), list(post.reliable)
     refined = [f"#{i}: rounds {how}" for i, how in enumerate(rounds) if how]

@@ -174,7 +174,8 @@ def test_refine_runs_rounds_on_the_flagged_spectrum_only(toy, network, tmp_path,
     assert code == 0, err
     rows = _rows(out)
     assert rows[0]["refine_rounds"] == ""          # its check passed: no round
-    assert rows[1]["refine_rounds"].endswith("passed)")
+    # fitted as `fit` fits a spectrum alone: a first round of 3,000 simulations
+    assert rows[1]["refine_rounds"] == "1 (3000 simulations, passed)", rows[1]["refine_rounds"]
     assert "triple_r.pha: round 1 (trained, " in err
     assert rows[1]["likelihood_check"] == "passed"
     median, sd = _exact_median(longer)

@@ -110,16 +110,17 @@ def sbi_fit(session: Session | None = None, *, spectra=None, model=None, ignore=
     return result.with_fluxes(requests) if requests else result
 
 
-def refine_flagged(checked, sessions, prior, *, config, n_simulations: int, n_samples: int,
-                   seed: int = 0, device: str = "cpu"):
+def refine_flagged(checked, sessions, prior, *, config, n_samples: int,
+                   n_simulations: int | None = None, seed: int = 0, device: str = "cpu",
+                   workers: int | None = None):
     """The adaptive loop (as :func:`sbi_fit`) on each spectrum whose amortized check failed.
 
     A failed check means the network's draws miss that spectrum's posterior,
     so its highest-density region is no safe truncation to refine from. Each
     flagged spectrum is fitted on its own set-up as ``xspec-sbi fit`` would:
     the prior restricted by its exact C-stat (``cstat:0.25``, a truncation
-    that holds the posterior mass), a network of its own trained on
-    ``n_simulations``, refinement rounds while the check fails and, when their
+    that holds the posterior mass), a network of its own, refinement rounds
+    while the check fails and, when their
     budget is spent, an exact chain started from the network's draws (the
     answer is then never draws known to be wrong). ``xspec-sbi apply
     --refine`` runs this.
@@ -134,11 +135,18 @@ def refine_flagged(checked, sessions, prior, *, config, n_simulations: int, n_sa
         The user's prior overrides, as :func:`sbi_fit` takes them.
     config : NPEConfig
         For each spectrum's network (one exposure: its own set-up).
-    n_simulations, n_samples : int
-        Simulations of each spectrum's first round; draws kept per spectrum.
+    n_samples : int
+        Draws kept per spectrum.
+    n_simulations : int, optional
+        Simulations of each spectrum's first round. Default: a fit's own
+        (:attr:`RunOptions.first_round_simulations`: 3,000, since each fit
+        refines itself and its network is not kept).
     seed : int
         Spectrum ``i`` is fitted with seed ``seed + i``.
     device : str
+    workers : int, optional
+        Processes of each fit (its simulations and exact statistics); None:
+        ``sbi_fit``'s default. The numbers do not depend on it.
 
     Returns
     -------
@@ -159,7 +167,7 @@ def refine_flagged(checked, sessions, prior, *, config, n_simulations: int, n_sa
                  "spectrum", label, 100 * checked.ess_fraction[i], checked.pareto_k[i])
         r = sbi_fit(sessions[i], prior=prior, restrict="cstat:0.25", n_simulations=n_simulations,
                     n_samples=n_samples, correct=True, mcmc=False, seed=seed + int(i),
-                    workers=1, config=config, device=device, progress=False)
+                    workers=workers, config=config, device=device, progress=False)
         for rec in r.rounds:
             log.info("%s: %s", label, rec)
         how = {"corrected": "passed", "chain": "exact chain (check still failed)"}.get(

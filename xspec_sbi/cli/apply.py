@@ -20,7 +20,6 @@ import numpy as np
 
 from xspec_sbi.amortized import exposure_note
 from xspec_sbi.cli.errors import CommandError
-from xspec_sbi.inference.config import DEFAULT_SIMULATIONS
 from xspec_sbi.cli.outputs import check_network, output_folder, refuse_existing
 from xspec_sbi.cli.reference import load_reference
 from xspec_sbi.cli.setups import load_posterior, own_arf, session_of, training_session
@@ -200,17 +199,17 @@ def _draws(posterior, sessions, box, x, labels, args, differences=(), factors=No
 def _refine(posterior, sessions, box, x, factors, checked, args, setup):
     """``--refine``: :func:`xspec_sbi.api.refine_flagged` on the spectra whose check failed.
 
-    Each spectrum's network has the training run's number of simulations and
-    the network's configuration at one exposure (its own set-up).
+    Each spectrum is fitted as ``xspec-sbi fit`` fits it (a first round of
+    3,000 simulations, rounds while its check fails), with the network's
+    configuration at one exposure (its own set-up), on ``--workers`` processes.
     """
     from dataclasses import replace
 
     from xspec_sbi.api import refine_flagged
     cfg = replace(posterior.config, exposure_range=None)   # this spectrum's own network
-    n_sims = int((setup.get("settings") or {}).get("n_simulations") or DEFAULT_SIMULATIONS)
     prior = {k: tuple(v) if isinstance(v, list) else v for k, v in setup["prior"].items()}
-    return refine_flagged(checked, sessions, prior, config=cfg, n_simulations=n_sims,
-                          n_samples=args.samples, seed=args.seed, device=args.device)
+    return refine_flagged(checked, sessions, prior, config=cfg, n_samples=args.samples,
+                          seed=args.seed, device=args.device, workers=args.workers)
 
 
 def _ood(reference, x, labels, strict: bool) -> list[str]:
