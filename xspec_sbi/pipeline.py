@@ -216,10 +216,9 @@ def _run(session: Session, prior, restrict, *, seed: int, correct: bool,
                                                   covariance=np.atleast_2d(np.cov(raw.T)))
             chain_good = st.stat_fn.goodness(chain_fit.theta)
             samples, source = _thin(mcmc_chain.samples, o.budget.n_samples), "chain"
-            stats_at = None
             st.timed("exact chain", t0)
 
-        if stats_at is None:
+        if stats_at is None:   # the network's draws or the exact chain's: not evaluated yet
             stats_at = st.stat_fn(samples)
         best = samples[int(np.argmin(stats_at))]
         median = np.median(samples, axis=0)

@@ -61,12 +61,12 @@ class FlatAdam:
         self.grad.zero_()
 
     @torch.no_grad()
-    def clip_grad_norm(self, max_norm: float) -> float:
+    def clip_grad_norm(self, max_norm: float) -> None:
         """Scale the gradients to a Euclidean norm of at most ``max_norm``, as
-        ``torch.nn.utils.clip_grad_norm_`` does; returns the norm before."""
+        ``torch.nn.utils.clip_grad_norm_`` does (the norm stays a tensor: no
+        host synchronisation a step on a GPU)."""
         norm = torch.linalg.vector_norm(self.grad)
         self.grad.mul_(torch.clamp(max_norm / (norm + 1e-6), max=1.0))
-        return float(norm)
 
     @torch.no_grad()
     def step(self) -> None:
