@@ -244,7 +244,7 @@ class RefineOptions:
         are for a curved posterior passed at a low ESS: on a faint XMM-pn source
         (ESS 2.6 %, mean acceptance 19 %) 6 steps moved 66 % of the draws and
         left a C2ST of 0.60 against an independent reference; 15 moved 90 %,
-        C2ST 0.55 (README, end-to-end benchmark). Fewer steps where the
+        C2ST 0.55-0.56 (README, end-to-end benchmark). Fewer steps where the
         statistic is costly: all of them take at most ``Budget.check_seconds``.
     """
 
