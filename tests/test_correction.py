@@ -91,7 +91,7 @@ def test_trained_network_correction_is_reliable_and_lands_on_the_chain(trained):
     assert r.samples is not r.samples_raw      # the corrected samples are the result
     chain = r.chain.samples
     # Both medians carry Monte Carlo error: the chain's (8 walkers, 16,000 samples: a few
-    # hundred effective, emcee's integrated autocorrelation time) is 0.05-0.1 sd, enough that
+    # hundred effective, emcee's integrated autocorrelation time) measured 0.06-0.07 sd, enough that
     # a fixed 0.15 failed on one CPU at 0.159 with the same seeds. The bound is 0.15 or three
     # times the two errors together, whichever is larger (a median's sd is 1.2533 / sqrt(ESS) sd).
     tau = emcee.autocorr.integrated_time(r.chain.walker_chains(), quiet=True)

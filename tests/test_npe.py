@@ -122,8 +122,8 @@ def test_pca_path_compresses_and_gives_the_analytic_posterior():
     m = np.array([x_obs[:20].mean(), x_obs[20:].mean()])
     sd = sigma2 / np.sqrt(20)
     np.testing.assert_allclose(s.mean(0), m, atol=0.02)
-    # 0.84 measured on one CPU with these seeds (0.9-1.0 on others): 4,000 simulations
-    # compressed to a few PCA features leave the network up to ~16 % narrow here
+    # 0.839 measured on one CPU with these seeds (above 0.85 on the machines where the test
+    # passed before): 4,000 simulations in a few PCA features leave the network ~16 % narrow there
     assert_sd_ratio(s.std(0), sd, lo=0.8)
 
 
